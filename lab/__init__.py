@@ -1,0 +1,1 @@
+"""lab: image classification and representation learning on Lightning."""

@@ -1,0 +1,6 @@
+"""Lightning callbacks that record runs and make the figures of a report."""
+
+from lab.callbacks.checkpoint import LastAndBestCheckpoint
+from lab.callbacks.run_record import RunRecord
+
+__all__ = ["LastAndBestCheckpoint", "RunRecord"]

@@ -1,0 +1,91 @@
+"""Records what a run needs to be trusted and repeated: versions, seed, commit, wall time."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
+
+from lab.runs import atomic_write_text, read_run_info
+
+_PACKAGES = ("lab", "torch", "torchvision", "lightning", "torchmetrics", "scikit-learn", "numpy")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages a result depends on."""
+    found = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    import torch
+
+    found["torch"] = torch.__version__  # with the build tag, e.g. +cu130 or +cpu
+    found["cuda"] = torch.version.cuda or "none"
+    return found
+
+
+def git_state(cwd: Path | None = None) -> dict[str, Any]:
+    """The commit of the working tree and whether it had uncommitted changes."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+class RunRecord(L.Callback):
+    """Writes ``run.json`` in the run folder and adds each stage's wall time to it.
+
+    Times add up over resumed runs: ``seconds.fit`` is the total time spent fitting.
+    """
+
+    def __init__(self, command: str | None = None) -> None:
+        self.command = command if command is not None else " ".join(["lab", *sys.argv[1:]])
+        self._started: dict[str, float] = {}
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._started[stage] = time.perf_counter()
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        started = self._started.pop(stage, None)
+        if started is not None and not trainer.sanity_checking:
+            self._write(trainer, stage, time.perf_counter() - started)
+
+    @rank_zero_only
+    def _write(self, trainer: L.Trainer, stage: str, seconds: float) -> None:
+        if trainer.fast_dev_run or trainer.log_dir is None:
+            return
+        run_dir = Path(trainer.log_dir)
+        info = read_run_info(run_dir)
+        info.update(
+            versions=package_versions(),
+            git=git_state(),
+            seed=int(os.environ["PL_GLOBAL_SEED"]) if "PL_GLOBAL_SEED" in os.environ else None,
+            host=platform.node(),
+            accelerator=type(trainer.accelerator).__name__,
+            devices=trainer.num_devices,
+            precision=str(trainer.precision),
+        )
+        info.setdefault("commands", []).append(self.command)
+        totals = info.setdefault("seconds", {})
+        totals[stage] = round(totals.get(stage, 0.0) + seconds, 3)
+        if stage == "fit":
+            info["epochs_completed"] = trainer.current_epoch
+            info["global_step"] = trainer.global_step
+        atomic_write_text(run_dir / "run.json", json.dumps(info, indent=2) + "\n")

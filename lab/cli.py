@@ -1,0 +1,222 @@
+"""The ``lab`` command: LightningCLI's fit / validate / test / predict, plus project commands.
+
+Every run logs to ``<log root>/<experiment>/version_N/`` (TensorBoard events and
+``metrics.csv`` side by side, the resolved config, ``run.json`` and checkpoints). The
+experiment is named by ``--experiment`` or else by the first config file's name, so
+``lab fit --config experiments/demo.yaml`` logs under ``lightning_logs/demo/``.
+
+``--ckpt_path last`` (or ``best``) is resolved here to the newest run of the same
+experiment that has a checkpoint, and that run's folder is reused: Lightning alone would
+look in a fresh ``version_N`` folder and silently start from scratch.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from lab.callbacks import RunRecord
+from lab.callbacks.checkpoint import LastAndBestCheckpoint
+from lab.errors import LabError
+from lab.loggers import AppendingCSVLogger
+from lab.runs import log_root, resolve_checkpoint, run_dir_of_checkpoint
+
+# The project's own commands, dispatched before LightningCLI sees the arguments.
+PROJECT_COMMANDS = {"summary": "lab.summary:main"}
+
+
+class StageConfigCallback(SaveConfigCallback):
+    """Saves ``config.yaml`` for fit and ``config_<stage>.yaml`` for the other stages.
+
+    A resumed fit rewrites the same config; a later ``lab test`` in the same run folder
+    does not overwrite the config that trained the model.
+    """
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        stage = str(getattr(stage, "value", stage))
+        if stage != "fit":
+            self.config_filename = f"config_{stage}.yaml"
+        super().setup(trainer, pl_module, stage)
+
+
+# Lines of jsonargparse's nested error reports that say nothing about the mistake.
+_NOISE = re.compile(
+    r"^(Does not validate against any of the Union subtypes|Subtypes: .*|Errors:"
+    r"|Expected a <class 'NoneType'>|Given value type: .*|Given value: (NestedArg|Namespace)\(.*"
+    r"|Expected a path but .* either not accessible or invalid"
+    r"|Problem with given class_path '.*':)$"
+)
+_NESTED = re.compile(r"^((?:[\w.]+: )+)(.*)$")
+_KEY = re.compile(r'^Parser key "([^"]+)":\s*(.*)$')
+
+
+def condense_error(message: str) -> str:
+    """One line from jsonargparse's nested report: the full key, then what was wrong.
+
+    ``Parser key "model": ... Parser key "backbone": ... Parser key "depth": Expected a
+    Literal[18, 34, 50]. Got value: 19`` becomes ``model.backbone.depth: Expected ...``.
+    """
+    keys, reasons = [], []
+    for raw in message.splitlines():
+        line = raw.strip().removeprefix("- ").strip()
+        if not line or _NOISE.match(line):
+            continue
+        key = _KEY.match(line)
+        if key:
+            keys.append(key.group(1))
+            line = key.group(2)
+            if not line:
+                continue
+        reasons.append(line)
+    text = " ".join(message.split()) if not reasons else "; ".join(reasons)
+    if keys:
+        text = f"{'.'.join(keys)}: {text}"
+    # Nested parsers report first and each parent prefixes its key: "model: backbone: x".
+    nested = _NESTED.match(text)
+    if nested:
+        text = nested.group(1).rstrip(": ").replace(": ", ".") + ": " + nested.group(2)
+    return text
+
+
+class LabArgumentParser(LightningArgumentParser):
+    """Reports a bad argument or config in one line (plus a --help tip), not a full usage.
+
+    The Trainer alone has a hundred options: a usage dump would bury the error.
+    """
+
+    def error(self, message: str, ex: Exception | None = None):
+        return super().error(condense_error(message), ex)
+
+    def print_usage(self, file: Any = None) -> None:
+        if file is not sys.stderr:
+            super().print_usage(file)
+
+
+class LabCLI(LightningCLI):
+    """LightningCLI with the project's run layout, checkpoint defaults and resume rules."""
+
+    def __init__(self, args: Sequence[str] | None = None, **kwargs: Any) -> None:
+        self._command = "lab " + shlex.join(sys.argv[1:] if args is None else list(args))
+        self._run_dir: Path | None = None
+        self._resolved_ckpt: str | None = None
+        kwargs.setdefault("save_config_callback", StageConfigCallback)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("seed_everything_default", 0)
+        kwargs.setdefault("parser_class", LabArgumentParser)
+        kwargs.setdefault("auto_configure_optimizers", False)  # tasks take optimizer args
+        super().__init__(args=args, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--experiment",
+            type=str | None,
+            default=None,
+            help="Name of the run folder under the log root (default: the config file's name).",
+        )
+        parser.add_argument(
+            "--log_root",
+            type=str | None,
+            default=None,
+            help="Where runs are written (default: $LAB_LOGS or lightning_logs).",
+        )
+        parser.add_lightning_class_args(LastAndBestCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/acc",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-epoch{epoch:03d}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        parser.link_arguments(
+            "data.num_classes", "model.init_args.num_classes", apply_on="instantiate"
+        )
+
+    # -- naming and resuming -------------------------------------------------------------
+
+    def _experiment_name(self, config: Any) -> str:
+        if config.get("experiment"):
+            return str(config["experiment"])
+        for path in config.get("config") or []:
+            stem = Path(str(path)).stem
+            if not stem.startswith("_"):
+                return stem
+        return "default"
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand]
+        config["experiment"] = self._experiment_name(config)
+        root = log_root(config.get("log_root"))
+        experiment_dir = root / config["experiment"]
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path:
+            ckpt = resolve_checkpoint(str(ckpt_path), experiment_dir)
+            self._resolved_ckpt = str(ckpt)
+            self._run_dir = run_dir_of_checkpoint(ckpt)
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        if self._resolved_ckpt is not None:
+            self.config_init[self.subcommand]["ckpt_path"] = self._resolved_ckpt
+
+    def _loggers(self, config: Any) -> list:
+        if self._run_dir is not None:  # continue the run the checkpoint came from
+            save_dir = self._run_dir.parent.parent
+            name = self._run_dir.parent.name
+            version: int | None = int(self._run_dir.name.removeprefix("version_"))
+        else:
+            save_dir, name, version = log_root(config.get("log_root")), config["experiment"], None
+        tensorboard = TensorBoardLogger(
+            save_dir, name=name, version=version, default_hp_metric=False
+        )
+        csv = AppendingCSVLogger(save_dir, name=name, version=tensorboard.version)
+        return [tensorboard, csv]
+
+    def instantiate_trainer(self, **kwargs: Any):
+        config = self.config[self.subcommand]
+        if config["trainer"].get("logger") in (None, True):
+            kwargs["logger"] = self._loggers(config)
+        trainer = super().instantiate_trainer(**kwargs)
+        trainer.callbacks.append(RunRecord(command=self._command))
+        return trainer
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Entry point of the ``lab`` console script."""
+    argv = list(sys.argv[1:] if args is None else args)
+    try:
+        if argv and argv[0] in PROJECT_COMMANDS:
+            module_name, function = PROJECT_COMMANDS[argv[0]].split(":")
+            module = __import__(module_name, fromlist=[function])
+            getattr(module, function)(argv[1:])
+            return
+        LabCLI(args=None if args is None else argv)
+    except Exception as error:
+        user_error = _find_lab_error(error)
+        if user_error is None:
+            raise
+        print(f"lab: error: {user_error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _find_lab_error(error: BaseException | None) -> LabError | None:
+    """The LabError behind an exception (jsonargparse wraps errors raised by constructors)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, LabError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+if __name__ == "__main__":
+    main()

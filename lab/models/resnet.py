@@ -1,0 +1,132 @@
+"""ResNet-18 / ResNet-50 backbones built on torchvision's, with a uniform feature API.
+
+One parameterised class, thin named factories, and the API that classification,
+metric learning and transfer learning all need (as in timm):
+
+- ``forward_features(x)``: the pooled vector before the classifier (after the optional
+  embedding layer), shape ``(B, num_features)``;
+- ``forward_head(features)``: logits from those features;
+- ``forward(x)``: logits, or the features when the model has no classifier;
+- ``reset_classifier(num_classes)``: a fresh classifier (0 removes it).
+
+``small_input=True`` swaps the 7x7 stride-2 stem and its max-pool for a 3x3 stride-1
+conv, the usual choice for 8 to 64 pixel images (CIFAR-style ResNets); without it an
+8x8 digit would be 1x1 after the stem.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+from torchvision.models import resnet as tv_resnet
+
+_BUILDERS = {18: tv_resnet.resnet18, 34: tv_resnet.resnet34, 50: tv_resnet.resnet50}
+
+
+class ResNet(nn.Module):
+    """A torchvision ResNet trunk with an optional embedding layer and classifier.
+
+    Args:
+        depth: 18, 34 or 50 layers.
+        num_classes: size of the classifier; 0 for a feature extractor (a task that owns
+            its head calls ``reset_classifier``).
+        in_channels: 1 (greyscale) or 3 (RGB).
+        small_input: 3x3 stride-1 stem without max-pool, for 8 to 64 pixel images.
+        embedding_dim: if set, a linear layer from the pooled trunk vector to this many
+            dimensions; the features and the classifier then use the embedding.
+        normalize_embedding: L2-normalise the features (for metric learning).
+        dropout: dropout before the classifier.
+        zero_init_residual: start each residual branch at zero (helps from-scratch runs).
+    """
+
+    def __init__(
+        self,
+        depth: Literal[18, 34, 50] = 18,
+        num_classes: int = 0,
+        in_channels: int = 3,
+        small_input: bool = False,
+        embedding_dim: int | None = None,
+        normalize_embedding: bool = False,
+        dropout: float = 0.0,
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__()
+        if depth not in _BUILDERS:
+            raise ValueError(f"ResNet depth must be one of {sorted(_BUILDERS)}, got {depth}")
+        if in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        trunk = _BUILDERS[depth](weights=None, zero_init_residual=zero_init_residual)
+        if small_input or in_channels != 3:
+            kernel, stride, padding = (3, 1, 1) if small_input else (7, 2, 3)
+            trunk.conv1 = nn.Conv2d(in_channels, 64, kernel, stride, padding, bias=False)
+            nn.init.kaiming_normal_(trunk.conv1.weight, mode="fan_out", nonlinearity="relu")
+        if small_input:
+            trunk.maxpool = nn.Identity()
+        self.depth = depth
+        self.in_channels = in_channels
+        self.small_input = small_input
+        self.trunk_features = trunk.fc.in_features
+        # Keep torchvision's module names (conv1, bn1, layer1..layer4) so that layer-wise
+        # freezing policies and activation hooks can address them by name.
+        self.conv1, self.bn1, self.relu, self.maxpool = (
+            trunk.conv1,
+            trunk.bn1,
+            trunk.relu,
+            trunk.maxpool,
+        )
+        self.layer1, self.layer2, self.layer3, self.layer4 = (
+            trunk.layer1,
+            trunk.layer2,
+            trunk.layer3,
+            trunk.layer4,
+        )
+        self.embedding = (
+            nn.Linear(self.trunk_features, embedding_dim) if embedding_dim else nn.Identity()
+        )
+        self.normalize_embedding = normalize_embedding
+        self.num_features = embedding_dim or self.trunk_features
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.num_classes = 0
+        self.fc: nn.Module = nn.Identity()
+        self.reset_classifier(num_classes)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier with a freshly initialised one (0: no classifier)."""
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+
+    def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """The last convolutional feature map, ``(B, C, H, W)``."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled vector before the classifier, ``(B, num_features)``."""
+        # A mean over H, W instead of AdaptiveAvgPool2d: same values, and its backward is
+        # deterministic on CUDA (adaptive_avg_pool2d's is not).
+        pooled = self.forward_trunk(x).mean(dim=(2, 3))
+        features = self.embedding(pooled)
+        if self.normalize_embedding:
+            features = nn.functional.normalize(features, dim=1)
+        return features
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits from features (the features themselves when there is no classifier)."""
+        return self.fc(self.dropout(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def resnet18(**kwargs) -> ResNet:
+    """ResNet-18 (11.2M parameters with a 1000-way classifier)."""
+    return ResNet(depth=18, **kwargs)
+
+
+def resnet50(**kwargs) -> ResNet:
+    """ResNet-50 (25.6M parameters with a 1000-way classifier)."""
+    return ResNet(depth=50, **kwargs)

@@ -1,0 +1,35 @@
+"""Shared fixtures: run the ``lab`` command in-process inside a temporary folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from lab.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted(p for p in (REPO / "experiments").glob("*.yaml"))
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working folder; runs land in its ``lightning_logs/``."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LAB_LOGS", raising=False)
+    monkeypatch.setenv("LAB_DATA", str(tmp_path / "data"))
+    return tmp_path
+
+
+@pytest.fixture
+def lab(workdir: Path) -> Callable[..., None]:
+    """Call ``lab`` with arguments, as the console script would (quietly)."""
+
+    def run(*args: str) -> None:
+        extra = QUIET if args and args[0] in ("fit", "validate", "test", "predict") else []
+        main([*map(os.fspath, args), *extra])
+
+    return run

@@ -1,0 +1,109 @@
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, recall_score, top_k_accuracy_score
+from torch.utils.data import DataLoader, TensorDataset
+
+from lab.errors import LabError
+from lab.models import resnet18
+from lab.tasks import Classifier
+
+
+class Data(L.LightningDataModule):
+    """A fixed random batch set with class names, for checking metrics."""
+
+    def __init__(self, n: int = 96, classes: int = 8) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 1, 8, 8, generator=g)
+        self.y = torch.randint(0, classes, (n,), generator=g)
+        self.class_names = [f"c{i}" for i in range(classes)]
+
+    def test_dataloader(self):
+        return DataLoader(TensorDataset(self.x, self.y), batch_size=20)
+
+    predict_dataloader = test_dataloader
+
+
+def trainer() -> L.Trainer:
+    return L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+
+
+def test_test_metrics_equal_sklearn_on_the_same_predictions():
+    torch.manual_seed(0)
+    data = Data()
+    model = Classifier(resnet18(in_channels=1, small_input=True), num_classes=8)
+    metrics = trainer().test(model, datamodule=data, verbose=False)[0]
+    outputs = trainer().predict(model, datamodule=data)
+    logits = torch.cat([o["logits"] for o in outputs]).numpy()
+    y = data.y.numpy()
+    preds = logits.argmax(1)
+
+    assert metrics["test/acc"] == pytest.approx(accuracy_score(y, preds), abs=1e-6)
+    top5 = top_k_accuracy_score(y, logits, k=5, labels=np.arange(8))
+    assert metrics["test/acc_top5"] == pytest.approx(top5, abs=1e-6)
+    recalls = recall_score(y, preds, average=None, labels=np.arange(8), zero_division=0)
+    for i, recall in enumerate(recalls):
+        assert metrics[f"test/class_acc/c{i}"] == pytest.approx(recall, abs=1e-6)
+    loss = torch.nn.functional.cross_entropy(torch.from_numpy(logits), data.y)
+    assert metrics["test/loss"] == pytest.approx(loss.item(), rel=1e-5)
+
+
+def test_no_top5_for_five_classes_or_fewer():
+    model = Classifier(resnet18(in_channels=1, small_input=True), num_classes=5)
+    assert model.test_acc_top5 is None
+
+
+class EpochLosses(L.Callback):
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.losses.append(float(trainer.callback_metrics["train/loss"]))
+
+
+def test_training_lowers_the_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    data = Data(n=32, classes=4)
+    model = Classifier(
+        resnet18(in_channels=1, small_input=True),
+        num_classes=4,
+        optimizer=lambda p: torch.optim.Adam(p, lr=1e-3),
+    )
+    loader = DataLoader(TensorDataset(data.x, data.y), batch_size=32)
+    record = EpochLosses()
+    L.Trainer(
+        max_epochs=15,
+        logger=False,
+        callbacks=[record],
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    ).fit(model, loader)
+    assert len(record.losses) == 15
+    assert record.losses[-1] < 0.2 * record.losses[0]
+
+
+def test_optimizer_sees_only_trainable_parameters_and_scheduler_is_attached():
+    backbone = resnet18(in_channels=1, small_input=True)
+    for p in backbone.conv1.parameters():
+        p.requires_grad = False
+    model = Classifier(
+        backbone,
+        num_classes=3,
+        optimizer=lambda p: torch.optim.SGD(p, lr=0.1),
+        scheduler=lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=1),
+        scheduler_interval="step",
+    )
+    config = model.configure_optimizers()
+    params = config["optimizer"].param_groups[0]["params"]
+    assert len(params) == sum(1 for p in model.parameters() if p.requires_grad)
+    assert config["lr_scheduler"]["interval"] == "step"
+
+
+@pytest.mark.parametrize("kwargs", [{"num_classes": 1}, {"num_classes": 3, "label_smoothing": 1.0}])
+def test_bad_values_raise(kwargs):
+    with pytest.raises(LabError):
+        Classifier(resnet18(), **kwargs)

@@ -1,0 +1,154 @@
+"""The ``lab`` command end to end: configs, runs, resume, and clear errors on bad input."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from lab.cli import main
+from tests.conftest import EXPERIMENTS, REPO
+
+DEMO = REPO / "experiments" / "demo.yaml"
+# A few batches per epoch: enough to exercise every stage in seconds.
+SHORT = ["--trainer.limit_train_batches=3", "--trainer.limit_val_batches=1"]
+# Experiments whose data ships with the code; the dataset issues add theirs here.
+AVAILABLE_DATA = {"lab.data.DigitsDataModule"}
+
+
+def data_class(config: Path) -> str:
+    return yaml.safe_load(config.read_text())["data"]["class_path"]
+
+
+def test_there_is_an_experiment_per_yaml():
+    assert DEMO in EXPERIMENTS
+
+
+@pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: p.stem)
+def test_every_experiment_prints_its_config(config, capsys, workdir):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"] and printed["data"]["class_path"]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [c for c in EXPERIMENTS if data_class(c) in AVAILABLE_DATA],
+    ids=lambda p: p.stem,
+)
+def test_fast_dev_run_of_every_experiment_with_data(config, lab, workdir):
+    lab("fit", "--config", config, "--trainer.fast_dev_run=true")
+
+
+def test_fit_writes_the_run_folder_and_test_reuses_it(lab, workdir, capsys):
+    lab("fit", "--config", DEMO, "--trainer.max_epochs=2", *SHORT)
+    run = workdir / "lightning_logs" / "demo" / "version_0"
+    for name in ("config.yaml", "metrics.csv", "run.json", "hparams.yaml", "checkpoints/last.ckpt"):
+        assert (run / name).is_file(), name
+    assert list(run.glob("events.out.tfevents.*"))
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["experiment"] == "demo" and saved["trainer"]["max_epochs"] == 2
+
+    lab("test", "--config", DEMO, "--ckpt_path", "last")
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]
+    assert (run / "config_test.yaml").is_file()
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert metrics["train/loss"].notna().sum() == 2  # fit rows kept, test rows appended
+    assert metrics["test/acc"].notna().sum() == 1
+    info = json.loads((run / "run.json").read_text())
+    assert set(info["seconds"]) == {"fit", "test"} and info["seed"] == 0
+    assert info["versions"]["torch"] == torch.__version__
+
+    capsys.readouterr()
+    main(["summary", "demo"])
+    table = capsys.readouterr().out
+    assert "test/acc" in table and "version_0" in table
+
+
+def test_test_with_best_uses_the_best_checkpoint(lab, workdir, caplog):
+    lab("fit", "--config", DEMO, "--trainer.max_epochs=2", *SHORT)
+    checkpoints = workdir / "lightning_logs" / "demo" / "version_0" / "checkpoints"
+    (best,) = checkpoints.glob("best-epoch*.ckpt")
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        lab("test", "--config", DEMO, "--ckpt_path", "best")
+    restored = [r.getMessage() for r in caplog.records if "Restoring states" in r.getMessage()]
+    assert len(restored) == 1 and restored[0].endswith(best.name)
+
+
+def test_a_new_fit_gets_a_new_version(lab, workdir):
+    for _ in range(2):
+        lab("fit", "--config", DEMO, "--trainer.max_epochs=1", *SHORT)
+    assert (workdir / "lightning_logs" / "demo" / "version_1" / "metrics.csv").is_file()
+
+
+def test_resume_from_last_continues_the_same_run_to_the_configured_epochs(lab, workdir):
+    # The first fit stops after one epoch, as an interrupted run would; the resumed fit
+    # must pick up at epoch 1 in the same folder, not start again in a new one.
+    lab("fit", "--config", DEMO, "--trainer.max_epochs=1", *SHORT)
+    lab("fit", "--config", DEMO, "--trainer.max_epochs=3", "--ckpt_path", "last", *SHORT)
+    experiment = workdir / "lightning_logs" / "demo"
+    assert sorted(p.name for p in experiment.iterdir()) == ["version_0"]
+    run = experiment / "version_0"
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    assert last["epoch"] == 2 and last["global_step"] == 9
+    metrics = pd.read_csv(run / "metrics.csv")
+    train_epochs = metrics.loc[metrics["train/loss"].notna(), "epoch"].tolist()
+    assert train_epochs == [0, 1, 2]
+    info = json.loads((run / "run.json").read_text())
+    assert info["epochs_completed"] == 3 and len(info["commands"]) == 2
+
+
+def test_experiment_name_and_log_root_can_be_set(lab, workdir):
+    lab(
+        "fit",
+        "--config",
+        DEMO,
+        "--experiment",
+        "mine",
+        "--log_root",
+        "runs",
+        "--trainer.max_epochs=1",
+        *SHORT,
+    )
+    assert (workdir / "runs" / "mine" / "version_0" / "metrics.csv").is_file()
+
+
+def run_failing(capsys, *args: str) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    return exit_info.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["--config", "experiments/nope.yaml"], "nope.yaml"),
+        (["--config", str(DEMO), "--model.init_args.no_such_key=1"], "no_such_key"),
+        (["--config", str(DEMO), "--trainer.max_epochs=many"], "max_epochs"),
+        (["--config", str(DEMO), "--data=lab.data.NoSuchData"], "NoSuchData"),
+        (["--config", str(DEMO), "--data.init_args.channels=2"], "channels must be 1 or 3"),
+    ],
+    ids=["missing-config", "unknown-key", "wrong-type", "unknown-class", "bad-value"],
+)
+def test_bad_input_gets_a_short_clear_error(args, expected, capsys, workdir):
+    code, err = run_failing(capsys, "fit", *args)
+    assert code not in (0, None)
+    assert expected in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 3, err
+
+
+def test_ckpt_last_without_an_earlier_run_is_an_error(capsys, workdir):
+    code, err = run_failing(capsys, "test", "--config", str(DEMO), "--ckpt_path", "last")
+    assert code == 2
+    assert "no earlier run" in err and "lab fit" in err
+
+
+def test_summary_of_an_unknown_experiment_is_an_error(capsys, workdir):
+    code, err = run_failing(capsys, "summary", "nothing-here")
+    assert code == 2 and "no run of 'nothing-here'" in err

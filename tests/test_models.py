@@ -1,0 +1,69 @@
+import pytest
+import torch
+
+from lab.models import ResNet, resnet18, resnet50
+
+
+@pytest.mark.parametrize("size", [8, 32, 64, 96])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("depth,width", [(18, 512), (50, 2048)])
+def test_shapes_for_every_input_size_and_channel_count(size, channels, depth, width):
+    model = ResNet(depth=depth, num_classes=7, in_channels=channels, small_input=size <= 64)
+    model.eval()
+    x = torch.randn(2, channels, size, size)
+    with torch.no_grad():
+        assert model.forward_features(x).shape == (2, width)
+        assert model(x).shape == (2, 7)
+    assert model.num_features == width
+
+
+def test_standard_stem_downsamples_and_small_stem_does_not():
+    x = torch.randn(1, 3, 64, 64)
+    standard, small = ResNet(depth=18), ResNet(depth=18, small_input=True)
+    assert standard.forward_trunk(x).shape[-1] == 2  # /32
+    assert small.forward_trunk(x).shape[-1] == 8  # /8
+
+
+def test_features_then_head_equals_forward():
+    model = resnet18(num_classes=5, in_channels=1, small_input=True).eval()
+    x = torch.randn(3, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_head(model.forward_features(x)), model(x))
+
+
+def test_embedding_layer_sets_feature_size_and_can_normalise():
+    model = resnet50(embedding_dim=64, normalize_embedding=True, small_input=True).eval()
+    with torch.no_grad():
+        features = model.forward_features(torch.randn(4, 3, 32, 32))
+    assert features.shape == (4, 64)
+    torch.testing.assert_close(features.norm(dim=1), torch.ones(4))
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 64)  # no classifier: features
+
+
+def test_reset_classifier_replaces_the_head():
+    model = resnet18(num_classes=10)
+    model.reset_classifier(3)
+    assert model.fc.out_features == 3 and model.num_classes == 3
+    model.reset_classifier(0)
+    assert isinstance(model.fc, torch.nn.Identity)
+
+
+def test_torchvision_module_names_are_kept():
+    names = {name for name, _ in resnet18().named_children()}
+    assert {"conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"} <= names
+
+
+def test_parameter_count_matches_torchvision():
+    import torchvision
+
+    ours = sum(p.numel() for p in resnet50(num_classes=1000).parameters())
+    theirs = sum(p.numel() for p in torchvision.models.resnet50().parameters())
+    assert ours == theirs
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"depth": 101}, {"in_channels": 2}, {"num_classes": -1}], ids=str
+)
+def test_bad_arguments_are_rejected(kwargs):
+    with pytest.raises(ValueError):
+        ResNet(**kwargs)
