@@ -161,6 +161,9 @@ class LabCLI(LightningCLI):
             ckpt = resolve_checkpoint(str(ckpt_path), experiment_dir)
             self._resolved_ckpt = str(ckpt)
             self._run_dir = run_dir_of_checkpoint(ckpt)
+            # The saved config.yaml of a fit must repeat the run, not resume it again;
+            # a later stage's config records the checkpoint it used.
+            config["ckpt_path"] = None if self.subcommand == "fit" else self._resolved_ckpt
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()

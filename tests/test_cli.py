@@ -101,6 +101,19 @@ def test_resume_from_last_continues_the_same_run_to_the_configured_epochs(lab, w
     assert train_epochs == [0, 1, 2]
     info = json.loads((run / "run.json").read_text())
     assert info["epochs_completed"] == 3 and len(info["commands"]) == 2
+    # The saved config repeats the whole run; it does not resume again.
+    assert yaml.safe_load((run / "config.yaml").read_text())["ckpt_path"] is None
+
+
+def test_the_saved_config_repeats_the_run(lab, workdir):
+    lab("fit", "--config", DEMO, "--trainer.max_epochs=2", *SHORT)
+    run = workdir / "lightning_logs" / "demo" / "version_0"
+    lab("fit", "--config", run / "config.yaml")
+    repeat = workdir / "lightning_logs" / "demo" / "version_1"
+    saved, repeated = (yaml.safe_load((r / "config.yaml").read_text()) for r in (run, repeat))
+    assert repeated == saved
+    first, second = (pd.read_csv(r / "metrics.csv") for r in (run, repeat))
+    pd.testing.assert_series_equal(first["train/loss"].dropna(), second["train/loss"].dropna())
 
 
 def test_experiment_name_and_log_root_can_be_set(lab, workdir):
