@@ -1,6 +1,14 @@
-"""One LightningDataModule per dataset, sharing ``LabDataModule``."""
+"""One LightningDataModule per dataset, sharing ``LabDataModule`` / ``ImageDataModule``."""
 
 from lab.data.base import LabDataModule, data_root, stratified_split
 from lab.data.digits import DigitsDataModule
+from lab.data.images import ArrayDataset, ImageDataModule
 
-__all__ = ["DigitsDataModule", "LabDataModule", "data_root", "stratified_split"]
+__all__ = [
+    "ArrayDataset",
+    "DigitsDataModule",
+    "ImageDataModule",
+    "LabDataModule",
+    "data_root",
+    "stratified_split",
+]

@@ -1,0 +1,173 @@
+"""Image data modules over decoded uint8 arrays: the shared machinery of the real data sets.
+
+A subclass only says how to read its files into uint8 ``(N, H, W, C)`` arrays and
+labels (``load_split``); splitting, channel conversion, resizing, augmentation,
+normalisation, the P x K sampler option and the loaders live here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lab.data.base import LabDataModule, data_root, stratified_split
+from lab.data.transforms import Normalization, image_transform, pick_stats
+from lab.errors import LabError
+
+
+class ArrayDataset(Dataset):
+    """Items ``(transform(image), label)`` from a uint8 ``(N, H, W, C)`` array (memmap-able).
+
+    ``indices`` selects a subset without copying the array.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        indices: np.ndarray | None = None,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        if images.ndim != 4 or images.dtype != np.uint8:
+            raise ValueError(
+                f"images must be uint8 (N, H, W, C), got {images.dtype} {images.shape}"
+            )
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images = images
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.indices = np.arange(len(images)) if indices is None else np.asarray(indices)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def targets(self) -> np.ndarray:
+        """The labels of the items, in order (for samplers and class counts)."""
+        return self.labels[self.indices]
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
+        index = self.indices[item]
+        image = torch.from_numpy(np.ascontiguousarray(self.images[index])).permute(2, 0, 1)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.labels[index])
+
+
+class ImageDataModule(LabDataModule):
+    """Base of the image data modules (Tiny ImageNet, CIFAR-10, STL-10, Dogs vs Cats).
+
+    Args:
+        root: folder that holds the data set's folder (default ``$LAB_DATA`` or ``data/``).
+        image_size: square side the images are resized to (None: keep the stored size).
+        channels: 3 (RGB) or 1 (greyscale).
+        val_fraction: share of the training images held out for validation (seeded,
+            stratified).
+        normalization: ``dataset`` (the data set's own mean/std), ``imagenet`` (for
+            ImageNet-pretrained backbones) or ``none``.
+        crop_padding, hflip, rotation: train-time augmentation (see ``image_transform``).
+        pk_classes, pk_samples: if both set, training batches hold ``pk_classes`` classes
+            with ``pk_samples`` images each (for batch-hard triplet mining); the batch
+            size is then their product.
+        batch_size, eval_batch_size, num_workers, seed, pin_memory: see ``LabDataModule``.
+    """
+
+    dataset_name: str = ""  # key of DATASET_STATS
+
+    def __init__(
+        self,
+        root: str | None = None,
+        image_size: int | None = None,
+        channels: int = 3,
+        val_fraction: float = 0.1,
+        normalization: Normalization = "dataset",
+        crop_padding: int = 0,
+        hflip: float = 0.0,
+        rotation: float = 0.0,
+        pk_classes: int | None = None,
+        pk_samples: int | None = None,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        if (pk_classes is None) != (pk_samples is None):
+            raise LabError("set both data.pk_classes and data.pk_samples, or neither")
+        if pk_classes is not None and (pk_classes < 2 or pk_samples < 2):
+            raise LabError(
+                f"P x K batches need at least 2 classes and 2 images per class, "
+                f"got pk_classes={pk_classes}, pk_samples={pk_samples}"
+            )
+        if pk_classes is not None:
+            batch_size = pk_classes * pk_samples
+        super().__init__(batch_size, eval_batch_size, num_workers, seed, pin_memory)
+        if image_size is not None and image_size < 8:
+            raise LabError(f"data.image_size must be at least 8, got {image_size}")
+        self.root = data_root(root)
+        self.image_size = image_size
+        self.channels = channels
+        self.val_fraction = val_fraction
+        self.pk_classes, self.pk_samples = pk_classes, pk_samples
+        stats = pick_stats(normalization, self.dataset_name, channels)
+        common = {"channels": channels, "image_size": image_size, "stats": stats}
+        self.train_transform = image_transform(
+            train=True, crop_padding=crop_padding, hflip=hflip, rotation=rotation, **common
+        )
+        self.eval_transform = image_transform(train=False, **common)
+
+    # -- what a subclass provides --------------------------------------------------------
+
+    def load_split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 ``(N, H, W, C)`` images and int labels of ``train`` or ``test``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement load_split")
+
+    def train_indices(self, labels: np.ndarray) -> np.ndarray:
+        """Which training images to use (all; subclasses may take a subset)."""
+        return np.arange(len(labels))
+
+    # -- shared --------------------------------------------------------------------------
+
+    def require(self, path: Path, how_to_get: str) -> Path:
+        """``path`` if it exists, else a LabError naming it and how to get the data."""
+        if not path.exists():
+            raise LabError(f"{path} not found: {how_to_get}")
+        return path
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None and stage in (None, "fit", "validate"):
+            images, labels = self.load_split("train")
+            pool = self.train_indices(labels)
+            keep, held_out = stratified_split(labels[pool], self.val_fraction, self.seed)
+            self.train_set = ArrayDataset(images, labels, pool[keep], self.train_transform)
+            self.val_set = ArrayDataset(images, labels, pool[held_out], self.eval_transform)
+        if self.test_set is None and stage in (None, "test", "predict"):
+            images, labels = self.load_split("test")
+            self.test_set = ArrayDataset(images, labels, None, self.eval_transform)
+
+    def train_dataloader(self) -> DataLoader:
+        if self.pk_classes is None:
+            return super().train_dataloader()
+        from pytorch_metric_learning.samplers import MPerClassSampler
+
+        targets = self.train_set.targets
+        sampler = MPerClassSampler(
+            targets,
+            m=self.pk_samples,
+            batch_size=self.batch_size,
+            length_before_new_iter=len(targets),
+        )
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
