@@ -53,7 +53,8 @@ class ArrayDataset(Dataset):
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
         index = self.indices[item]
-        image = torch.from_numpy(np.ascontiguousarray(self.images[index])).permute(2, 0, 1)
+        # A copy: rows of a read-only memmap must not become tensors that share its memory.
+        image = torch.from_numpy(np.array(self.images[index])).permute(2, 0, 1)
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.labels[index])
@@ -156,6 +157,13 @@ class ImageDataModule(LabDataModule):
         from pytorch_metric_learning.samplers import MPerClassSampler
 
         targets = self.train_set.targets
+        present = len(np.unique(targets))
+        if self.pk_classes > present or len(targets) < self.batch_size:
+            raise LabError(
+                f"P x K batches need pk_classes <= {present} (the classes in the training set) "
+                f"and at least {self.batch_size} training images; got "
+                f"pk_classes={self.pk_classes} and {len(targets)} images"
+            )
         sampler = MPerClassSampler(
             targets,
             m=self.pk_samples,
