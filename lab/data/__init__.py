@@ -1,16 +1,20 @@
 """One LightningDataModule per dataset, sharing ``LabDataModule`` / ``ImageDataModule``."""
 
 from lab.data.base import LabDataModule, data_root, stratified_split
+from lab.data.cifar10 import CIFAR10DataModule
 from lab.data.digits import DigitsDataModule
 from lab.data.dogs_cats import DogsCatsDataModule
 from lab.data.images import ArrayDataset, ImageDataModule
+from lab.data.stl10 import STL10DataModule
 
 __all__ = [
     "ArrayDataset",
+    "CIFAR10DataModule",
     "DigitsDataModule",
     "DogsCatsDataModule",
     "ImageDataModule",
     "LabDataModule",
+    "STL10DataModule",
     "data_root",
     "stratified_split",
 ]

@@ -27,9 +27,16 @@ def stratified_split(
     if not 0.0 < fraction < 1.0:
         raise LabError(f"a split fraction must be strictly between 0 and 1, got {fraction}")
     indices = np.arange(len(labels))
-    keep, held_out = train_test_split(
-        indices, test_size=fraction, stratify=labels, random_state=seed, shuffle=True
-    )
+    try:
+        keep, held_out = train_test_split(
+            indices, test_size=fraction, stratify=labels, random_state=seed, shuffle=True
+        )
+    except ValueError as error:  # too few items per class to stratify
+        counts = np.bincount(labels).tolist() if len(labels) else []
+        raise LabError(
+            f"cannot hold out {fraction:g} of {len(labels)} items stratified by class "
+            f"(per-class counts {counts}): {error}"
+        ) from error
     return np.sort(keep), np.sort(held_out)
 
 

@@ -140,6 +140,22 @@ class ImageDataModule(LabDataModule):
             raise LabError(f"{path} not found: {how_to_get}")
         return path
 
+    def check_files(
+        self, folder: Path, files: list[tuple[str, str]], verify: bool, how_to_get: str
+    ) -> None:
+        """Each ``(name, md5)`` file must exist in ``folder``; with ``verify``, match its md5."""
+        from torchvision.datasets.utils import check_md5
+
+        self.require(folder, how_to_get)
+        for name, md5 in files:
+            path = self.require(folder / name, how_to_get)
+            if verify and not check_md5(str(path), md5):
+                raise LabError(
+                    f"{path} does not match the md5 of the published file (corrupt or partial "
+                    f"download?): delete it and download again; only for a copy you made "
+                    f"yourself in the same format, set data.verify=false"
+                )
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None and stage in (None, "fit", "validate"):
             images, labels = self.load_split("train")

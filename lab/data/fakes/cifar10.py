@@ -1,0 +1,43 @@
+"""A small CIFAR-10 in torchvision's python-pickle format (``cifar-10-batches-py``)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from lab.data.cifar10 import CLASSES
+from lab.data.fakes import marked_image
+
+
+def _write_batch(path: Path, labels: list[int], name: bytes) -> None:
+    images = np.stack([marked_image(label, 32, 32) for label in labels])
+    batch = {
+        b"batch_label": name,
+        b"labels": labels,
+        b"data": images.transpose(0, 3, 1, 2).reshape(len(labels), 3072),  # CHW rows
+        b"filenames": [f"img_{i}.png".encode() for i in range(len(labels))],
+    }
+    with open(path, "wb") as handle:
+        pickle.dump(batch, handle)
+
+
+def write_cifar10(root: Path, per_class_train: int = 6, per_class_test: int = 2) -> Path:
+    """Write 5 train batches, the test batch and ``batches.meta``; return the folder."""
+    folder = Path(root) / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    train = [c for c in range(10) for _ in range(per_class_train)]
+    np.random.default_rng(0).shuffle(train)
+    for i, part in enumerate(np.array_split(np.array(train), 5), start=1):
+        _write_batch(folder / f"data_batch_{i}", part.tolist(), f"training batch {i} of 5".encode())
+    test = [c for c in range(10) for _ in range(per_class_test)]
+    _write_batch(folder / "test_batch", test, b"testing batch 1 of 1")
+    meta = {
+        b"label_names": [c.encode() for c in CLASSES],
+        b"num_vis": 3072,
+        b"num_cases_per_batch": 10000,
+    }
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump(meta, handle)
+    return folder
