@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 EXPERIMENTS := $(sort $(basename $(notdir $(wildcard experiments/[!_]*.yaml))))
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format tb clean $(EXPERIMENTS)
+.PHONY: help install demo test lint format bench-data tb clean $(EXPERIMENTS)
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -46,6 +46,9 @@ lint: $(STAMP) ## ruff check and format check
 format: $(STAMP) ## Fix what ruff can fix and format the code
 	$(BIN)/ruff check --fix lab tests
 	$(BIN)/ruff format lab tests
+
+bench-data: $(STAMP) ## Images/s through the train loader: decoded cache vs JPEG decoding
+	$(BIN)/python -m lab.bench.dataloader --images 10000
 
 tb: $(STAMP) ## Open TensorBoard on lightning_logs/
 	$(BIN)/tensorboard --logdir lightning_logs

@@ -12,6 +12,7 @@ from lab.cli import main
 from lab.data.fakes.cifar10 import write_cifar10
 from lab.data.fakes.dogs_cats import write_dogs_cats
 from lab.data.fakes.stl10 import write_stl10
+from lab.data.fakes.tiny_imagenet import write_tiny_imagenet
 from tests.conftest import EXPERIMENTS, REPO
 
 DEMO = REPO / "experiments" / "demo.yaml"
@@ -40,6 +41,9 @@ FAKE_DATA = {
         lambda r: write_stl10(r, per_class_train=10), "--data.init_args.verify=false"
     ),
     "lab.data.DogsCatsDataModule": _fake(lambda r: write_dogs_cats(r, per_class=10)),
+    "lab.data.TinyImageNetDataModule": _fake(
+        lambda r: write_tiny_imagenet(r, num_classes=4, train_per_class=10)
+    ),
 }
 
 

@@ -6,6 +6,7 @@ from lab.data.digits import DigitsDataModule
 from lab.data.dogs_cats import DogsCatsDataModule
 from lab.data.images import ArrayDataset, ImageDataModule
 from lab.data.stl10 import STL10DataModule
+from lab.data.tiny_imagenet import TinyImageNetDataModule
 
 __all__ = [
     "ArrayDataset",
@@ -15,6 +16,7 @@ __all__ = [
     "ImageDataModule",
     "LabDataModule",
     "STL10DataModule",
+    "TinyImageNetDataModule",
     "data_root",
     "stratified_split",
 ]

@@ -1,0 +1,148 @@
+"""Training-dataloader throughput: the decoded-image cache vs decoding JPEGs every epoch.
+
+Measures images per second delivered by a training DataLoader (random horizontal flip
+and reflect-padded random crop, float normalised batches; the batches are not used, so
+this is the ceiling the loader puts on training) over a Tiny ImageNet-format folder of
+``--images`` generated 64x64 JPEGs. The JPEGs are textured noise, not flat colour, so
+decoding one costs about what decoding a photo does. Two loaders see the same training
+images in the same batch size and number of workers:
+
+(a) ``TinyImageNetDataModule``: every JPEG decoded once into a memory-mapped uint8 cache
+    (that one-off build is timed on its own), then epochs that only index the cache;
+(b) torchvision ``ImageFolder`` on ``train/``: every epoch opens and decodes every JPEG
+    with PIL, then the same v2 transforms.
+
+Run: ``python -m lab.bench.dataloader [--images 10000] [--epochs 2] [--workers 2]
+[--batch-size 256] [--dir PATH]``. The generated folder is reused by later runs; the
+cache is rebuilt every run so its build time is always measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Subset
+from torchvision import datasets
+from torchvision.transforms import v2
+
+from lab.data.base import data_root
+from lab.data.fakes.tiny_imagenet import FOLDER, write_tiny_imagenet
+from lab.data.tiny_imagenet import TinyImageNetDataModule
+
+PER_CLASS = 50  # 10,000 images -> 200 classes, as many as the real data set
+
+
+def generated_root(base: Path, images: int) -> Path:
+    """A data root holding ``images`` generated train JPEGs, written once and then reused."""
+    root = base / f"tiny-imagenet-{images}"
+    if (root / FOLDER / "wnids.txt").is_file():
+        return root
+    classes = max(2, math.ceil(images / PER_CLASS))
+    tmp = base / f".{root.name}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    start = time.perf_counter()
+    write_tiny_imagenet(
+        tmp,
+        num_classes=classes,
+        train_per_class=math.ceil(images / classes),
+        val_per_class=1,
+        test_images=0,
+        greyscale=classes // 10,  # the real data has some greyscale JPEGs too
+        noise=True,
+    )
+    os.replace(tmp, root)  # a half-written folder is never reused
+    print(f"wrote {root} in {time.perf_counter() - start:.1f} s")
+    return root
+
+
+def epoch_rates(loader: DataLoader, epochs: int) -> list[float]:
+    """Images per second of each epoch through ``loader``."""
+    rates = []
+    for _ in range(epochs):
+        start, count = time.perf_counter(), 0
+        for images, _ in loader:
+            count += len(images)
+        rates.append(count / (time.perf_counter() - start))
+    return rates
+
+
+def run(images: int, epochs: int, workers: int, batch_size: int, base: Path) -> dict:
+    """Time both loaders; returns the figures that ``main`` prints."""
+    root = generated_root(base, images)
+    augment = {"crop_padding": 4, "hflip": 0.5, "num_workers": workers, "batch_size": batch_size}
+    dm = TinyImageNetDataModule(root=str(root), **augment)
+    shutil.rmtree(dm.data_dir / ".lab_cache", ignore_errors=True)
+    start = time.perf_counter()
+    dm.load_split("train")
+    build = time.perf_counter() - start
+    dm.setup("fit")
+    cached = epoch_rates(dm.train_dataloader(), epochs)
+
+    folder = datasets.ImageFolder(
+        str(dm.data_dir / "train"), transform=v2.Compose([v2.PILToTensor(), dm.train_transform])
+    )
+    # The same training images as (a): the data module lists files in ImageFolder's order.
+    assert [Path(p) for p, _ in folder.samples] == dm.files["train"]
+    subset = Subset(folder, dm.train_set.indices.tolist())
+    loader = DataLoader(
+        subset,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+    )
+    decoded = epoch_rates(loader, epochs)
+    return {"train_images": len(subset), "build_s": build, "cache": cached, "jpeg": decoded}
+
+
+def table(figures: dict, epochs: int) -> str:
+    """The figures as a small text table with the speed-up of the warm epochs."""
+    warm = slice(1, None) if epochs > 1 else slice(None)
+    cache_warm = sum(figures["cache"][warm]) / len(figures["cache"][warm])
+    jpeg_warm = sum(figures["jpeg"][warm]) / len(figures["jpeg"][warm])
+    which = "epochs 2+" if epochs > 1 else "epoch 1"
+    rows = [
+        f"{'loader':<34}{'one-off build':>14}{'epoch 1':>10}{which:>11}",
+        f"{'':<34}{'(s)':>14}{'(img/s)':>10}{'(img/s)':>11}",
+        f"{'(a) decoded cache (memmap .npy)':<34}{figures['build_s']:>14.1f}"
+        f"{figures['cache'][0]:>10,.0f}{cache_warm:>11,.0f}",
+        f"{'(b) ImageFolder, JPEG every epoch':<34}{'-':>14}"
+        f"{figures['jpeg'][0]:>10,.0f}{jpeg_warm:>11,.0f}",
+        f"speed-up of (a) over (b), {which}: {cache_warm / jpeg_warm:.1f}x",
+    ]
+    saved_per_epoch = figures["train_images"] * (1 / jpeg_warm - 1 / cache_warm)
+    if saved_per_epoch > 0:
+        repaid = figures["build_s"] / saved_per_epoch
+        rows.append(f"the one-off cache build is repaid after {repaid:.1f} epochs")
+    return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse the options, run both loaders and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=10_000, help="generated train JPEGs")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--dir", type=Path, default=None, help="default: <data root>/bench")
+    args = parser.parse_args(argv)
+    base = args.dir or data_root() / "bench"
+    base.mkdir(parents=True, exist_ok=True)
+    figures = run(args.images, args.epochs, args.workers, args.batch_size, base)
+    print(
+        f"{figures['train_images']:,} train images (64x64 JPEG, 10% held out for val), "
+        f"batch {args.batch_size}, {args.workers} workers, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}"
+    )
+    print(table(figures, args.epochs))
+
+
+if __name__ == "__main__":
+    main()
