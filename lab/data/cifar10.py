@@ -8,6 +8,7 @@ checked against torchvision's own md5 list when ``verify`` is on (the default).
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,14 +19,35 @@ from lab.data.images import ImageDataModule
 from lab.errors import LabError
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+REFETCH = "delete the folder and download again (--data.init_args.download=true)"
 
 
-def read_batch(path) -> tuple[np.ndarray, np.ndarray]:
+def _unpickle(path: Path, keys: tuple[bytes, ...]) -> dict:
+    """A CIFAR pickle as a dict with ``bytes`` keys; a LabError if it is not one."""
+    try:
+        with open(path, "rb") as handle:
+            content = pickle.load(handle, encoding="bytes")
+    except Exception as error:  # a damaged pickle fails in many different ways
+        raise LabError(f"{path} is not a CIFAR-10 python pickle ({error!r}); {REFETCH}") from error
+    missing = [k.decode() for k in keys if not isinstance(content, dict) or k not in content]
+    if missing:
+        raise LabError(f"{path} lacks the entries {missing} of a CIFAR-10 batch; {REFETCH}")
+    return content
+
+
+def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One pickled batch as uint8 ``(N, 32, 32, 3)`` images and int64 labels."""
-    with open(path, "rb") as handle:
-        batch = pickle.load(handle, encoding="bytes")
-    data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    return data.transpose(0, 2, 3, 1).copy(), np.asarray(batch[b"labels"], dtype=np.int64)
+    batch = _unpickle(path, (b"data", b"labels"))
+    data = np.asarray(batch[b"data"], dtype=np.uint8)
+    labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    if data.ndim != 2 or data.shape != (len(labels), 3072):
+        raise LabError(
+            f"{path} holds data of shape {data.shape} for {len(labels)} labels, "
+            f"not ({len(labels)}, 3072); {REFETCH}"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise LabError(f"{path} holds labels outside 0..9; {REFETCH}")
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels
 
 
 class CIFAR10DataModule(ImageDataModule):
@@ -61,7 +83,7 @@ class CIFAR10DataModule(ImageDataModule):
         self.class_names = list(CLASSES)
 
     @property
-    def data_dir(self):
+    def data_dir(self) -> Path:
         return self.root / self.folder
 
     def _how_to_get(self) -> str:
@@ -78,12 +100,11 @@ class CIFAR10DataModule(ImageDataModule):
         meta = CIFAR10.meta
         files = [*CIFAR10.train_list, *CIFAR10.test_list, [meta["filename"], meta["md5"]]]
         self.check_files(self.data_dir, [tuple(f) for f in files], self.verify, self._how_to_get())
-        with open(self.data_dir / meta["filename"], "rb") as handle:
-            names = [n.decode() for n in pickle.load(handle, encoding="bytes")[b"label_names"]]
+        content = _unpickle(self.data_dir / meta["filename"], (b"label_names",))
+        names = [n.decode() for n in content[b"label_names"]]
         if names != CLASSES:
-            raise LabError(
-                f"{self.data_dir / meta['filename']} names classes {names}, not CIFAR-10's"
-            )
+            path = self.data_dir / meta["filename"]
+            raise LabError(f"{path} names classes {names}, not CIFAR-10's; {REFETCH}")
 
     def load_split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         self._check()

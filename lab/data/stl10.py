@@ -24,8 +24,11 @@ SIDE = 96
 def read_images(path: Path) -> np.ndarray:
     """uint8 ``(N, 96, 96, 3)`` view of an STL-10 ``*_X.bin`` file (memory-mapped)."""
     size = path.stat().st_size
-    if size % (3 * SIDE * SIDE):
-        raise LabError(f"{path} is {size} bytes, not a whole number of 3x96x96 images")
+    if size == 0 or size % (3 * SIDE * SIDE):
+        raise LabError(
+            f"{path} is {size} bytes, not a whole number of 3x96x96 images: "
+            f"delete the folder and download again (--data.init_args.download=true)"
+        )
     raw = np.memmap(
         path, dtype=np.uint8, mode="r", shape=(size // (3 * SIDE * SIDE), 3, SIDE, SIDE)
     )

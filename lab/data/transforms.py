@@ -81,15 +81,24 @@ def image_transform(
 
 
 class _PadCrop(torch.nn.Module):
-    """Reflect-pad then crop back to the input size at a random place (CIFAR-style)."""
+    """Reflect-pad then crop back to the input size at a random place (CIFAR-style).
+
+    The crop size is the configured image size, or else each input's own size; one
+    RandomCrop is kept per size rather than built per image.
+    """
 
     def __init__(self, padding: int, size: int | None) -> None:
         super().__init__()
         self.padding, self.size = padding, size
+        self._crops: dict[tuple[int, int], v2.RandomCrop] = {}
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        size = self.size or tuple(image.shape[-2:])
-        crop = v2.RandomCrop(size, padding=self.padding, padding_mode="reflect")
+        size = (self.size, self.size) if self.size else tuple(image.shape[-2:])
+        crop = self._crops.get(size)
+        if crop is None:
+            crop = self._crops[size] = v2.RandomCrop(
+                size, padding=self.padding, padding_mode="reflect"
+            )
         return crop(image)
 
 
