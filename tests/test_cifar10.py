@@ -11,6 +11,7 @@ from torchvision.datasets import CIFAR10
 from lab.data.cifar10 import CLASSES, CIFAR10DataModule
 from lab.data.fakes import colour_label
 from lab.data.fakes.cifar10 import write_cifar10
+from lab.data.fakes.stl10 import mark_place
 from lab.errors import LabError
 
 
@@ -31,13 +32,14 @@ def make(root, **kwargs) -> CIFAR10DataModule:
 def test_fixture_reads_the_same_through_torchvision(root, monkeypatch, train):
     # torchvision unpickles with encoding="latin1" and str keys, as the Python 2 originals
     # need; a fixture it cannot read would not be in the real format.
-    monkeypatch.setattr(CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr("torchvision.datasets.cifar.check_integrity", lambda path, md5=None: True)
     reference = CIFAR10(str(root), train=train, download=False)
     images, labels = make(root).load_split("train" if train else "test")
     assert np.array_equal(images, reference.data)
     assert labels.tolist() == reference.targets
     assert reference.classes == CLASSES
     assert [colour_label(image) for image in images] == labels.tolist()
+    assert {mark_place(image) for image in images} == {"top-left"}
 
 
 def test_default_holds_out_a_fifth_stratified(root):
@@ -48,9 +50,9 @@ def test_default_holds_out_a_fifth_stratified(root):
 
 
 def test_train_subset_is_seeded_and_checked(root):
-    a, b, c = (make(root, train_subset=30, seed=s) for s in (0, 0, 1))
+    a, b, c = (make(root, train_subset=50, seed=s) for s in (0, 0, 1))
     pool = np.concatenate([a.train_set.indices, a.val_set.indices])
-    assert len(pool) == 30 and np.bincount(a.train_set.labels[pool]).tolist() == [3] * 10
+    assert len(pool) == 50 and np.bincount(a.train_set.labels[pool]).tolist() == [5] * 10
     assert np.array_equal(a.train_set.indices, b.train_set.indices)
     assert not np.array_equal(a.train_set.indices, c.train_set.indices)
     with pytest.raises(LabError, match="train_subset=100 but the training set has 100"):

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from lab.data.cifar10 import CLASSES
-from lab.data.fakes import marked_image
+from lab.data.fakes.stl10 import upright_image
 
 
 class _Py2Pickler(pickle._Pickler):
@@ -41,7 +41,7 @@ def _dump(obj: dict[bytes, Any], path: Path) -> None:
 
 
 def _write_batch(path: Path, labels: list[int], name: bytes) -> None:
-    images = np.stack([marked_image(label, 32, 32) for label in labels])
+    images = np.stack([upright_image(label, 32) for label in labels])
     _dump(
         {
             b"batch_label": name,

@@ -10,8 +10,32 @@ from lab.data.fakes import marked_image
 from lab.data.stl10 import CLASSES
 
 
+def upright_image(label: int, side: int) -> np.ndarray:
+    """``marked_image`` plus a white bar along the top-left of the top rows.
+
+    The square corner block alone looks the same transposed; with the bar, a transposed
+    read puts white down the left columns instead.
+    """
+    image = marked_image(label, side, side)
+    image[: side // 8, : side // 2] = 255
+    return image
+
+
+def mark_place(image: np.ndarray) -> str:
+    """Where the bar of an ``upright_image`` (H, W, 3) lies.
+
+    ``top-left`` when read right, ``top-right`` when mirrored, ``left-top`` when transposed.
+    """
+    h, w = image.shape[:2]
+    white = (image == 255).all(-1)
+    places = {"top-left": white[0, 3 * w // 8], "top-right": white[0, w - 1 - 3 * w // 8]}
+    places["left-top"] = white[3 * h // 8, 0]
+    found = [place for place, is_white in places.items() if is_white]
+    return found[0] if len(found) == 1 else f"unclear {found}"
+
+
 def _write_images(path: Path, labels: list[int]) -> None:
-    images = np.stack([marked_image(label, 96, 96) for label in labels])  # (N, H, W, C)
+    images = np.stack([upright_image(label, 96) for label in labels])  # (N, H, W, C)
     # The real files hold each channel column-major: (N, C, W, H) in C order.
     images.transpose(0, 3, 2, 1).astype(np.uint8).tofile(path)
 
