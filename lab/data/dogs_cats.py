@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from lab.data.base import stratified_split
 from lab.data.cache import decoded_images
 from lab.data.images import ArrayDataset, ImageDataModule
-from lab.data.transforms import Normalization
 from lab.errors import LabError
 
 CLASSES = ["cat", "dog"]
@@ -97,44 +97,15 @@ class DogsCatsDataModule(ImageDataModule):
 
     def __init__(
         self,
-        root: str | None = None,
         image_size: int = 64,
-        channels: int = 3,
-        val_fraction: float = 0.1,
         test_fraction: float = 0.3,
-        normalization: Normalization = "dataset",
-        crop_padding: int = 0,
-        hflip: float = 0.0,
-        rotation: float = 0.0,
-        pk_classes: int | None = None,
-        pk_samples: int | None = None,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        seed: int = 0,
-        pin_memory: bool = False,
+        **kwargs: Any,
     ) -> None:
         if image_size is None:
             raise LabError("data.image_size must be set: Dogs vs Cats images vary in size")
         if not 0.0 < test_fraction < 1.0:
             raise LabError(f"data.test_fraction must be in (0, 1), got {test_fraction}")
-        super().__init__(
-            root=root,
-            image_size=image_size,
-            channels=channels,
-            val_fraction=val_fraction,
-            normalization=normalization,
-            crop_padding=crop_padding,
-            hflip=hflip,
-            rotation=rotation,
-            pk_classes=pk_classes,
-            pk_samples=pk_samples,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            seed=seed,
-            pin_memory=pin_memory,
-        )
+        super().__init__(image_size=image_size, **kwargs)
         self.test_fraction = test_fraction
         self.num_classes = len(CLASSES)
         self.class_names = list(CLASSES)

@@ -16,13 +16,13 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torchvision.datasets.utils import download_and_extract_archive
 
 from lab.data.cache import decoded_images
 from lab.data.images import ImageDataModule
-from lab.data.transforms import Normalization
 from lab.errors import LabError
 
 FOLDER = "tiny-imagenet-200"
@@ -92,41 +92,12 @@ class TinyImageNetDataModule(ImageDataModule):
 
     def __init__(
         self,
-        root: str | None = None,
         num_classes_subset: int | None = None,
         download: bool = False,
-        image_size: int | None = None,
-        channels: int = 3,
         val_fraction: float = 0.1,
-        normalization: Normalization = "dataset",
-        crop_padding: int = 0,
-        hflip: float = 0.0,
-        rotation: float = 0.0,
-        pk_classes: int | None = None,
-        pk_samples: int | None = None,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        seed: int = 0,
-        pin_memory: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            root=root,
-            image_size=image_size,
-            channels=channels,
-            val_fraction=val_fraction,
-            normalization=normalization,
-            crop_padding=crop_padding,
-            hflip=hflip,
-            rotation=rotation,
-            pk_classes=pk_classes,
-            pk_samples=pk_samples,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            seed=seed,
-            pin_memory=pin_memory,
-        )
+        super().__init__(val_fraction=val_fraction, **kwargs)
         if num_classes_subset is not None and num_classes_subset < 2:
             raise LabError(f"data.num_classes_subset must be at least 2, got {num_classes_subset}")
         self.num_classes_subset = num_classes_subset
