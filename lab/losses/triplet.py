@@ -1,0 +1,70 @@
+"""Batch-hard triplet loss (Hermans, Beyer & Leibe 2017, "In Defense of the Triplet Loss").
+
+For every anchor in the batch: its farthest positive and its nearest negative, on plain
+(not squared) Euclidean distances; the loss is ``relu(d_ap - d_an + margin)`` or, with
+``soft_margin``, ``softplus(d_ap - d_an)``, averaged over the anchors that have both a
+positive and a negative. Vectorised over the batch: one ``(B, B)`` distance matrix.
+
+Checked against a brute-force loop and against pytorch-metric-learning's
+``BatchHardMiner`` + ``TripletMarginLoss`` (tests/test_losses.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from lab.errors import LabError
+
+
+def pairwise_distances(embeddings: torch.Tensor) -> torch.Tensor:
+    """Euclidean distances ``(B, B)``, with a finite gradient where a distance is 0."""
+    squared = embeddings.pow(2).sum(dim=1)
+    d2 = (squared.unsqueeze(0) + squared.unsqueeze(1) - 2.0 * embeddings @ embeddings.T).clamp(
+        min=0.0
+    )
+    # sqrt'(0) is infinite: take the root only where d2 > 0, so the diagonal (and exact
+    # duplicates) contribute a zero gradient instead of NaN.
+    zero = d2 == 0
+    return torch.sqrt(d2.masked_fill(zero, 1.0)).masked_fill(zero, 0.0)
+
+
+class BatchHardTripletLoss(nn.Module):
+    """``loss(embeddings (B, D), labels (B,))``: the batch-hard triplet loss, a scalar.
+
+    Args:
+        margin: the hinge's margin (> 0); unused with ``soft_margin``.
+        soft_margin: ``softplus(d_ap - d_an)`` instead of the hinge.
+
+    After each call, ``last_active_fraction`` holds the share of the valid anchors whose
+    triplet still violates the margin (a detached tensor: logging it costs no sync).
+    """
+
+    def __init__(self, margin: float = 0.2, soft_margin: bool = False) -> None:
+        super().__init__()
+        if not soft_margin and margin <= 0:
+            raise LabError(f"model.margin must be > 0 (or use soft_margin), got {margin}")
+        self.margin = margin
+        self.soft_margin = soft_margin
+        self.last_active_fraction = torch.tensor(0.0)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        distances = pairwise_distances(embeddings)
+        same = labels.unsqueeze(0) == labels.unsqueeze(1)
+        eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+        positive = same & ~eye
+        negative = ~same
+        # Farthest positive: non-positives count as 0 (distances are >= 0). Nearest
+        # negative: non-negatives count as +inf.
+        hardest_positive = distances.masked_fill(~positive, 0.0).amax(dim=1)
+        hardest_negative = distances.masked_fill(~negative, float("inf")).amin(dim=1)
+        valid = positive.any(dim=1) & negative.any(dim=1)
+        if not valid.any():
+            self.last_active_fraction = embeddings.new_zeros(()).detach()
+            return embeddings.sum() * 0.0  # keeps the graph: backward gives zero gradients
+        gap = hardest_positive[valid] - hardest_negative[valid]
+        losses = F.softplus(gap) if self.soft_margin else F.relu(gap + self.margin)
+        violated = gap > 0 if self.soft_margin else gap + self.margin > 0
+        self.last_active_fraction = violated.float().mean().detach()
+        return losses.mean()

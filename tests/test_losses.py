@@ -1,0 +1,142 @@
+"""Batch-hard triplet and center loss against brute-force loops and pytorch-metric-learning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pytorch_metric_learning import losses, miners
+from pytorch_metric_learning.distances import LpDistance
+from pytorch_metric_learning.reducers import MeanReducer
+
+from lab.errors import LabError
+from lab.losses import BatchHardTripletLoss, CenterLoss
+
+
+def brute_force_triplet(x: torch.Tensor, y: torch.Tensor, margin: float, soft: bool):
+    per_anchor = []
+    for a in range(len(y)):
+        positives = [torch.dist(x[a], x[p]) for p in range(len(y)) if p != a and y[p] == y[a]]
+        negatives = [torch.dist(x[a], x[n]) for n in range(len(y)) if y[n] != y[a]]
+        if not positives or not negatives:
+            continue
+        gap = max(positives) - min(negatives)
+        per_anchor.append(torch.nn.functional.softplus(gap) if soft else torch.relu(gap + margin))
+    return torch.stack(per_anchor).mean() if per_anchor else x.sum() * 0
+
+
+CASES = {
+    "pk": torch.arange(6).repeat_interleave(4),
+    "singletons": torch.tensor([0, 0, 0, 1, 1, 2, 3, 3, 4]),  # classes 2 and 4: no positive
+    "two-classes": torch.tensor([0, 1] * 5),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("soft", [False, True], ids=["hinge", "soft"])
+def test_triplet_matches_brute_force_in_value_and_gradient(case, soft):
+    labels = CASES[case]
+    torch.manual_seed(0)
+    x = torch.randn(len(labels), 5, dtype=torch.float64, requires_grad=True)
+    ours = BatchHardTripletLoss(margin=0.7, soft_margin=soft)(x, labels)
+    reference = brute_force_triplet(x, labels, 0.7, soft)
+    torch.testing.assert_close(ours, reference)
+    (grad_ours,) = torch.autograd.grad(ours, x)
+    (grad_reference,) = torch.autograd.grad(reference, x)
+    torch.testing.assert_close(grad_ours, grad_reference)
+
+
+@pytest.mark.parametrize("labels", [torch.zeros(6, dtype=torch.long), torch.arange(6)])
+def test_a_batch_without_valid_anchors_gives_a_zero_that_backpropagates(labels):
+    x = torch.randn(6, 4, requires_grad=True)
+    loss = BatchHardTripletLoss()(x, labels)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(x.grad, torch.zeros_like(x))
+
+
+def test_duplicate_embeddings_give_finite_gradients():
+    x = torch.tensor([[1.0, 2.0], [1.0, 2.0], [0.0, 0.0], [3.0, 1.0]], requires_grad=True)
+    BatchHardTripletLoss(margin=0.5)(x, torch.tensor([0, 0, 1, 1])).backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_triplet_agrees_with_pytorch_metric_learning():
+    # pml's defaults differ on two points: LpDistance normalises the embeddings, and
+    # AvgNonZeroReducer averages over violating triplets only. Switched to ours here.
+    torch.manual_seed(1)
+    labels = torch.arange(8).repeat_interleave(4)
+    x = torch.randn(32, 16)
+    distance = LpDistance(normalize_embeddings=False)
+    miner = miners.BatchHardMiner(distance=distance)
+    pml = losses.TripletMarginLoss(margin=0.3, distance=distance, reducer=MeanReducer())
+    expected = pml(x, labels, miner(x, labels))
+    torch.testing.assert_close(BatchHardTripletLoss(margin=0.3)(x, labels), expected)
+
+
+def test_active_fraction_counts_violating_anchors():
+    x = torch.tensor([[0.0], [0.1], [5.0], [5.1]])
+    loss = BatchHardTripletLoss(margin=0.2)
+    loss(x, torch.tensor([0, 0, 1, 1]))  # well separated: nothing violates
+    assert loss.last_active_fraction.item() == 0.0
+    loss(x, torch.tensor([0, 1, 0, 1]))  # every anchor's negative is nearer than its positive
+    assert loss.last_active_fraction.item() == 1.0
+
+
+def test_a_non_positive_margin_is_refused():
+    with pytest.raises(LabError, match="margin must be > 0"):
+        BatchHardTripletLoss(margin=0.0)
+    BatchHardTripletLoss(margin=0.0, soft_margin=True)  # the soft margin has no margin
+
+
+def brute_force_center(x: torch.Tensor, y: torch.Tensor, centers: torch.Tensor):
+    total = sum(0.5 * ((x[i] - centers[y[i]]) ** 2).sum() for i in range(len(y)))
+    return total / len(y)
+
+
+def test_center_loss_matches_brute_force_in_value_and_gradients():
+    torch.manual_seed(0)
+    loss = CenterLoss(num_classes=5, feat_dim=3).double()
+    x = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 0, 1, 3, 3, 3, 4])
+    ours = loss(x, y)
+    reference = brute_force_center(x, y, loss.centers)
+    torch.testing.assert_close(ours, reference)
+    grads = torch.autograd.grad(ours, (x, loss.centers))
+    reference_grads = torch.autograd.grad(reference, (x, loss.centers))
+    for got, want in zip(grads, reference_grads, strict=True):
+        torch.testing.assert_close(got, want)
+    # The closed forms: dL/dx_i = (x_i - c_yi) / B; dL/dc_j = sum_{y_i = j} (c_j - x_i) / B.
+    torch.testing.assert_close(grads[0], (x - loss.centers[y]).detach() / 7)
+    assert torch.equal(grads[1][2], torch.zeros(3, dtype=torch.float64))  # class 2 absent
+
+
+def test_the_loss_weight_does_not_change_how_fast_centers_move():
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    moved = []
+    for weight in (0.1, 1.0, 7.0):
+        torch.manual_seed(1)
+        loss = CenterLoss(3, 4)
+        before = loss.centers.detach().clone()
+        optimizer = loss.center_optimizer(lr=0.5)
+        (weight * loss(x, y)).backward()
+        loss.rescale_center_grad(weight)
+        optimizer.step()
+        moved.append(loss.centers.detach() - before)
+        # One SGD step at rate alpha: c_j -= alpha * sum_{y_i = j} (c_j - x_i) / B.
+        for j in range(3):
+            members = x[y == j]
+            expected = -0.5 * (before[j] - members).sum(0) / 16
+            torch.testing.assert_close(moved[-1][j], expected)
+    torch.testing.assert_close(moved[0], moved[1])
+    torch.testing.assert_close(moved[0], moved[2])
+
+
+def test_center_loss_bad_input():
+    with pytest.raises(LabError):
+        CenterLoss(1, 4)
+    with pytest.raises(LabError):
+        CenterLoss(3, 0)
+    with pytest.raises(LabError, match="alpha"):
+        CenterLoss(3, 4).center_optimizer(0.0)
+    with pytest.raises(ValueError, match=r"features \(B, 4\)"):
+        CenterLoss(3, 4)(torch.randn(2, 5), torch.tensor([0, 1]))
