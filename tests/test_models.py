@@ -1,6 +1,9 @@
 import pytest
 import torch
+import torchvision
+from torchvision.models._api import WeightsEnum
 
+from lab.errors import LabError
 from lab.models import ResNet, resnet18, resnet50
 
 
@@ -67,3 +70,49 @@ def test_parameter_count_matches_torchvision():
 def test_bad_arguments_are_rejected(kwargs):
     with pytest.raises(ValueError):
         ResNet(**kwargs)
+
+
+def _torchvision_state(depth: int = 18) -> dict[str, torch.Tensor]:
+    torch.manual_seed(123)
+    return getattr(torchvision.models, f"resnet{depth}")(weights=None).state_dict()
+
+
+def test_pretrained_weights_are_loaded_into_the_trunk(monkeypatch):
+    state = _torchvision_state()
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", lambda self, **kw: state)
+    rgb = ResNet(depth=18, weights="IMAGENET1K_V1", num_classes=7)
+    torch.testing.assert_close(rgb.conv1.weight, state["conv1.weight"])
+    torch.testing.assert_close(rgb.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
+    torch.testing.assert_close(rgb.bn1.running_mean, state["bn1.running_mean"])
+    assert rgb.fc.out_features == 7  # the 1000-way ImageNet classifier is not taken
+
+    grey = ResNet(depth=18, in_channels=1, weights="DEFAULT")
+    torch.testing.assert_close(grey.conv1.weight, state["conv1.weight"].sum(1, keepdim=True))
+
+    small = ResNet(depth=18, small_input=True, weights="IMAGENET1K_V1")
+    assert small.conv1.weight.shape == (64, 3, 3, 3)  # a fresh stem, the rest pretrained
+    torch.testing.assert_close(small.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
+
+
+def test_unknown_weights_are_a_clear_error():
+    with pytest.raises(LabError, match="IMAGENET1K_V2.*expected one of"):
+        ResNet(depth=18, weights="IMAGENET1K_V2")
+
+
+def test_a_corrupt_cached_weight_file_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+    cached = tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"not a checkpoint")
+    with pytest.raises(LabError, match="could not load ResNet18_Weights.IMAGENET1K_V1"):
+        ResNet(depth=18, weights="IMAGENET1K_V1")
+
+
+@pytest.mark.parametrize("weights", [None, "None", "null", ""])
+def test_no_weights_in_any_spelling_loads_nothing(weights, monkeypatch):
+    def refuse(self, **kwargs):
+        raise AssertionError("no weights should be loaded")
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", refuse)
+    ResNet(depth=18, weights=weights)

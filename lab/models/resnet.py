@@ -20,7 +20,10 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torchvision.models import get_model_weights
 from torchvision.models import resnet as tv_resnet
+
+from lab.errors import LabError
 
 _BUILDERS = {18: tv_resnet.resnet18, 34: tv_resnet.resnet34, 50: tv_resnet.resnet50}
 
@@ -39,6 +42,12 @@ class ResNet(nn.Module):
         normalize_embedding: L2-normalise the features (for metric learning).
         dropout: dropout before the classifier.
         zero_init_residual: start each residual branch at zero (helps from-scratch runs).
+        weights: torchvision's pretrained weights to start from, by name: ``IMAGENET1K_V1``,
+            ``IMAGENET1K_V2`` (ResNet-50) or ``DEFAULT``; downloaded once into the torch
+            hub cache (``$TORCH_HOME``) and checked against their published hash. With one
+            input channel the RGB filters of the stem are summed; a small-input stem is new
+            (its 3x3 filters cannot come from the 7x7 ones). Pair with
+            ``data.normalization: imagenet``.
     """
 
     def __init__(
@@ -51,6 +60,7 @@ class ResNet(nn.Module):
         normalize_embedding: bool = False,
         dropout: float = 0.0,
         zero_init_residual: bool = False,
+        weights: str | None = None,
     ) -> None:
         super().__init__()
         if depth not in _BUILDERS:
@@ -66,6 +76,10 @@ class ResNet(nn.Module):
             nn.init.kaiming_normal_(trunk.conv1.weight, mode="fan_out", nonlinearity="relu")
         if small_input:
             trunk.maxpool = nn.Identity()
+        # jsonargparse (4.53) turns a command-line "null" for an argument of a backbone
+        # nested in a model into the string "None"; no torchvision weight has that name.
+        if weights is not None and weights.strip().lower() not in ("none", "null", ""):
+            load_pretrained(trunk, depth, weights)
         self.depth = depth
         self.in_channels = in_channels
         self.small_input = small_input
@@ -120,6 +134,34 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def load_pretrained(trunk: tv_resnet.ResNet, depth: int, weights: str) -> None:
+    """Load torchvision's ``weights`` (by name) into ``trunk`` in place, fc excluded."""
+    enum = get_model_weights(f"resnet{depth}")
+    if weights not in enum.__members__:
+        raise LabError(
+            f"backbone.weights={weights!r} is not a torchvision ResNet-{depth} weight; "
+            f"expected one of {sorted(enum.__members__)}"
+        )
+    chosen = enum[weights]
+    try:
+        state = chosen.get_state_dict(progress=False, check_hash=True)
+    except Exception as error:  # no network, a corrupt cached file, an unpicklable one
+        raise LabError(
+            f"could not load {chosen} from {chosen.url} ({error}); download that file into "
+            f"{torch.hub.get_dir()}/checkpoints/ or set backbone.weights=null"
+        ) from error
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    stem = state["conv1.weight"]
+    if trunk.conv1.weight.shape != stem.shape:
+        if trunk.conv1.weight.shape == (64, 1, *stem.shape[2:]):
+            state["conv1.weight"] = stem.sum(dim=1, keepdim=True)  # greyscale = R + G + B
+        else:
+            del state["conv1.weight"]  # a small-input stem keeps its fresh initialisation
+    missing, unexpected = trunk.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - {"conv1.weight", "fc.weight", "fc.bias"}:
+        raise LabError(f"{chosen} does not fit ResNet-{depth}: {missing} {unexpected}")
 
 
 def resnet18(**kwargs) -> ResNet:
