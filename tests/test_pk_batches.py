@@ -1,12 +1,9 @@
-"""The P x K training batches of ``ImageDataModule`` (pytorch-metric-learning's MPerClassSampler).
+"""The P x K training batches (``lab.data.samplers.PKBatchSampler``) of the data modules.
 
-What MPerClassSampler guarantees (its source, pytorch-metric-learning 2.x): an epoch is
-``length_before_new_iter`` (here the training set size) rounded down to a multiple of the
-batch size; each batch takes ``batch_size // m`` classes drawn uniformly without
-replacement and ``m`` images of each drawn without replacement, or WITH replacement when
-the class has fewer than ``m`` images. Batches are independent draws, so an epoch is not a
-permutation: some images come twice, some not at all, and small classes are drawn as often
-as big ones.
+Checked: every batch holds P distinct classes with K distinct images each, an epoch walks
+every training image (a permutation topped up at the ends, unlike pytorch-metric-learning's
+MPerClassSampler, which draws with replacement), epochs differ and are seeded, processes of
+a distributed run get disjoint batches, and impossible P x K requests fail clearly.
 """
 
 from collections import Counter
@@ -17,6 +14,7 @@ import torch
 from torch.utils.data import RandomSampler, SequentialSampler
 
 from lab.data.images import ImageDataModule
+from lab.data.samplers import PKBatchSampler
 from lab.errors import LabError
 
 
@@ -50,62 +48,75 @@ def epoch(dm: ImageDataModule) -> list[tuple[list[int], list[int]]]:
     return batches
 
 
-@pytest.mark.parametrize("p,k", [(4, 3), (2, 5), (8, 2)])
-def test_every_batch_has_p_classes_with_k_images_each(p, k):
-    np.random.seed(0)
-    dm = make([12] * 8, pk_classes=p, pk_samples=k)
-    assert dm.batch_size == p * k
-    batches = epoch(dm) + epoch(dm)
-    assert batches
+def check_pk(batches, labels_of, p: int, k: int) -> None:
     for indices, labels in batches:
         assert len(labels) == p * k
         counts = Counter(labels)
         assert len(counts) == p and set(counts.values()) == {k}
-        assert len(set(indices)) == p * k  # every class has >= k images: no repeats
-        assert [int(dm.labels[i]) for i in indices] == labels
-        train = set(dm.train_set.indices.tolist())
-        assert set(indices) <= train  # never a validation image
+        assert len(set(indices)) == p * k  # no image twice in a batch
+        assert [int(labels_of[i]) for i in indices] == labels
 
 
-def test_an_epoch_is_the_training_set_size_but_not_a_permutation():
-    np.random.seed(0)
-    dm = make([12] * 8, pk_classes=4, pk_samples=3)
-    n = len(dm.train_set)  # 76 of the 96 images after the 20% validation hold-out
-    batches = epoch(dm)
-    seen = [i for indices, _ in batches for i in indices]
-    assert len(batches) == n // 12 and len(seen) == n - n % 12
-    # Independent draws per batch: well short of every image exactly once.
-    assert 0.5 < len(set(seen)) / n < 0.95
-    # ... though every image turns up within a few epochs.
-    for _ in range(10):
-        seen += [i for indices, _ in epoch(dm) for i in indices]
-    assert set(seen) == set(dm.train_set.indices.tolist())
+@pytest.mark.parametrize("p,k", [(4, 3), (2, 5), (8, 2)])
+def test_every_batch_has_p_classes_with_k_images_each(p, k):
+    dm = make([12] * 8, pk_classes=p, pk_samples=k)
+    assert dm.batch_size == p * k
+    batches = epoch(dm) + epoch(dm)
+    assert batches
+    check_pk(batches, dm.labels, p, k)
+    train = set(dm.train_set.indices.tolist())
+    assert all(set(indices) <= train for indices, _ in batches)  # never a validation image
 
 
-def test_uneven_classes_are_drawn_equally_and_small_ones_repeat_images():
-    np.random.seed(0)
-    counts = [40, 30, 20, 12, 8, 6, 4, 4]  # train: about 80% of each
-    dm = make(counts, pk_classes=4, pk_samples=4)
-    small = {c for c in range(8) if (dm.train_set.targets == c).sum() < 4}
-    assert small  # classes with fewer than K training images exist
-    drawn, repeats = Counter(), 0
-    for _ in range(30):
-        for indices, labels in epoch(dm):
-            counts_in_batch = Counter(labels)
-            assert len(counts_in_batch) == 4 and set(counts_in_batch.values()) == {4}
-            drawn.update(set(labels))
-            repeats += len(indices) - len(set(indices))
-            if small & set(labels):
-                assert len(set(indices)) < len(indices)
-    # Exactly K labels per class always, but K distinct images only when the class has K.
-    assert repeats > 0
-    # Classes are drawn uniformly, whatever their size (the big ones are undersampled).
-    assert max(drawn.values()) / min(drawn.values()) < 1.4
+@pytest.mark.parametrize("counts", [[12] * 8, [40, 30, 20, 12, 8, 6, 5, 4]], ids=["even", "uneven"])
+def test_an_epoch_walks_every_training_image(counts):
+    dm = make(counts, pk_classes=3, pk_samples=3)
+    loader = dm.train_dataloader()
+    train = set(dm.train_set.indices.tolist())
+    groups = sum(-(-c // 3) for c in np.bincount(dm.train_set.targets))
+    assert len(loader) == -(-groups // 3)
+    for seed_epoch in range(3):
+        loader.batch_sampler.set_epoch(seed_epoch)
+        batches = [(x, y) for x, y in ((b[0], b[1]) for b in epoch_of(loader))]
+        check_pk(batches, dm.labels, 3, 3)
+        assert len(batches) == len(loader)
+        seen = [i for indices, _ in batches for i in indices]
+        # Each image at least once; the few extra are the top-ups of short groups and
+        # classes that ran out before the end of the epoch.
+        assert set(seen) == train
+        assert len(seen) - len(train) < 3 * 3 * 8
+
+
+def epoch_of(loader):
+    for x, y in loader:
+        yield torch.round(x[:, 0, 0, 0] * 255).long().tolist(), y.tolist()
+
+
+def test_epochs_differ_and_are_seeded():
+    labels = np.repeat(np.arange(6), 10)
+    first = PKBatchSampler(labels, p=3, k=2, seed=1)
+    again = PKBatchSampler(labels, p=3, k=2, seed=1)
+    assert list(first) == list(again)
+    one = list(first)
+    first.set_epoch(1)
+    assert list(first) != one
+    assert list(PKBatchSampler(labels, p=3, k=2, seed=2)) != one
+
+
+def test_distributed_processes_get_disjoint_batches_of_one_epoch():
+    labels = np.repeat(np.arange(7), [10, 9, 9, 8, 8, 7, 5])  # 56 images, 30 groups of 2
+    shards = [
+        list(PKBatchSampler(labels, p=3, k=2, seed=0, rank=r, world_size=3)) for r in range(3)
+    ]
+    assert [len(s) for s in shards] == [4, 4, 4]  # ceil(30 / 3) = 10 batches, rounded up to 12
+    batches = [b for shard in shards for b in shard]
+    assert len({tuple(b) for b in batches}) == 12
+    assert {i for b in batches for i in b} == set(range(56))  # the epoch is still whole
 
 
 def test_batch_size_is_p_times_k_whatever_was_set():
     dm = make([12] * 8, pk_classes=3, pk_samples=2, batch_size=100)
-    assert dm.batch_size == 6 and dm.train_dataloader().batch_size == 6
+    assert dm.batch_size == 6 and len(next(iter(dm.train_dataloader()))[1]) == 6
 
 
 def test_evaluation_loaders_ignore_pk():
@@ -143,5 +154,11 @@ def test_pk_options_are_validated(kwargs):
 
 def test_more_pk_classes_than_training_classes_is_a_clear_error():
     dm = make([12] * 3, pk_classes=4, pk_samples=2)
-    with pytest.raises(LabError, match="pk_classes <= 3"):
+    with pytest.raises(LabError, match="pk_classes=4 but the training set has only 3 classes"):
+        dm.train_dataloader()
+
+
+def test_more_pk_samples_than_a_class_has_is_a_clear_error():
+    dm = make([12, 12, 3], pk_classes=2, pk_samples=4)  # class 2 keeps 2 or 3 for training
+    with pytest.raises(LabError, match="pk_samples=4 but class 2 has only"):
         dm.train_dataloader()

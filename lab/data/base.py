@@ -9,8 +9,9 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from lab.data.samplers import PKBatchSampler
 from lab.errors import LabError
 
 
@@ -40,12 +41,32 @@ def stratified_split(
     return np.sort(keep), np.sort(held_out)
 
 
+def dataset_targets(dataset: Dataset) -> np.ndarray:
+    """The label of every item of a dataset, without loading its images."""
+    if hasattr(dataset, "targets"):
+        return np.asarray(dataset.targets)
+    if isinstance(dataset, TensorDataset):
+        return dataset.tensors[1].numpy()
+    raise TypeError(f"cannot read the labels of a {type(dataset).__name__} without loading it")
+
+
 class LabDataModule(L.LightningDataModule):
     """Base for the project's data modules.
 
-    Subclasses fill ``self.train_set``, ``self.val_set``, ``self.test_set`` in ``setup`` and
-    set ``num_classes`` and ``class_names`` in ``__init__`` (the CLI links ``num_classes``
-    to the model before ``setup`` runs).
+    Subclasses fill ``self.train_set``, ``self.val_set``, ``self.test_set`` and
+    ``self.reference_set`` (the training images without augmentation, for embedding
+    evaluation) in ``setup``, and set ``num_classes`` and ``class_names`` in ``__init__``
+    (the CLI links ``num_classes`` to the model before ``setup`` runs).
+
+    Args:
+        batch_size: training batch size (``pk_classes * pk_samples`` when those are set).
+        eval_batch_size: batch size for validation, test and prediction.
+        num_workers: loader worker processes.
+        seed: seed of the splits and of the P x K sampler.
+        pin_memory: pin loader memory (for GPU training).
+        pk_classes, pk_samples: if both set, every training batch holds ``pk_classes``
+            classes with ``pk_samples`` images each (``lab.data.samplers.PKBatchSampler``),
+            as batch-hard triplet mining needs.
     """
 
     num_classes: int
@@ -58,8 +79,19 @@ class LabDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         pin_memory: bool = False,
+        pk_classes: int | None = None,
+        pk_samples: int | None = None,
     ) -> None:
         super().__init__()
+        if (pk_classes is None) != (pk_samples is None):
+            raise LabError("set both data.pk_classes and data.pk_samples, or neither")
+        if pk_classes is not None and (pk_classes < 2 or pk_samples < 2):
+            raise LabError(
+                f"P x K batches need at least 2 classes and 2 images per class, "
+                f"got pk_classes={pk_classes}, pk_samples={pk_samples}"
+            )
+        if pk_classes is not None:
+            batch_size = pk_classes * pk_samples
         if batch_size < 1:
             raise LabError(f"batch_size must be a positive integer, got {batch_size}")
         if num_workers < 0:
@@ -69,9 +101,11 @@ class LabDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.pin_memory = pin_memory
+        self.pk_classes, self.pk_samples = pk_classes, pk_samples
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
+        self.reference_set: Dataset | None = None
 
     def _loader(self, dataset: Dataset | None, split: str, train: bool) -> DataLoader:
         if dataset is None:
@@ -87,7 +121,42 @@ class LabDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, "train", train=True)
+        if self.pk_classes is None:
+            return self._loader(self.train_set, "train", train=True)
+        return self._pk_loader()
+
+    def _pk_loader(self) -> DataLoader:
+        if self.train_set is None:
+            raise LabError(f"{type(self).__name__} has no train split; was setup() called?")
+        rank, world_size = 0, 1
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            if trainer._accelerator_connector.use_distributed_sampler:
+                raise LabError(
+                    "P x K batches split themselves across processes: add "
+                    "--trainer.use_distributed_sampler=false"
+                )
+            rank, world_size = trainer.global_rank, trainer.world_size
+        sampler = PKBatchSampler(
+            dataset_targets(self.train_set),
+            self.pk_classes,
+            self.pk_samples,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+        )
+        return DataLoader(
+            self.train_set,
+            batch_sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def reference_dataloader(self) -> DataLoader:
+        """The training images without augmentation, in order: the reference set that
+        test embeddings are classified and retrieved against."""
+        return self._loader(self.reference_set, "reference (train, unaugmented)", train=False)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, "val", train=False)

@@ -27,7 +27,8 @@ class DigitsDataModule(LabDataModule):
         test_fraction: share of all images held out for testing.
         channels: 1 (greyscale) or 3 (the grey value repeated, for RGB backbones).
         image_size: side length; 8 is native, larger sizes are bilinear upsampling.
-        batch_size, eval_batch_size, num_workers, seed, pin_memory: see ``LabDataModule``.
+        batch_size, eval_batch_size, num_workers, seed, pin_memory, pk_classes,
+            pk_samples: see ``LabDataModule``.
     """
 
     def __init__(
@@ -41,8 +42,12 @@ class DigitsDataModule(LabDataModule):
         num_workers: int = 0,
         seed: int = 0,
         pin_memory: bool = False,
+        pk_classes: int | None = None,
+        pk_samples: int | None = None,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers, seed, pin_memory)
+        super().__init__(
+            batch_size, eval_batch_size, num_workers, seed, pin_memory, pk_classes, pk_samples
+        )
         if channels not in (1, 3):
             raise LabError(f"data.channels must be 1 or 3, got {channels}")
         if image_size < 8:
@@ -87,3 +92,4 @@ class DigitsDataModule(LabDataModule):
         self.train_set, self.val_set, self.test_set = (
             TensorDataset(images[idx], targets[idx]) for idx in (train, val, test)
         )
+        self.reference_set = self.train_set  # no augmentation to switch off

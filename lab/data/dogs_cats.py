@@ -159,8 +159,9 @@ class DogsCatsDataModule(ImageDataModule):
         if not self.split_indices:
             self.split_indices = self._split(labels)
         idx = self.split_indices
-        if self.train_set is None and stage in (None, "fit", "validate"):
+        if self.train_set is None and stage in (None, "fit", "validate", "test"):
             self.train_set = ArrayDataset(images, labels, idx["train"], self.train_transform)
             self.val_set = ArrayDataset(images, labels, idx["val"], self.eval_transform)
+            self.reference_set = ArrayDataset(images, labels, idx["train"], self.eval_transform)
         if self.test_set is None and stage in (None, "test", "predict"):
             self.test_set = ArrayDataset(images, labels, idx["test"], self.eval_transform)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from lab.data.base import LabDataModule, data_root, stratified_split
 from lab.data.transforms import Normalization, image_transform, pick_stats
@@ -98,23 +98,15 @@ class ImageDataModule(LabDataModule):
         seed: int = 0,
         pin_memory: bool = False,
     ) -> None:
-        if (pk_classes is None) != (pk_samples is None):
-            raise LabError("set both data.pk_classes and data.pk_samples, or neither")
-        if pk_classes is not None and (pk_classes < 2 or pk_samples < 2):
-            raise LabError(
-                f"P x K batches need at least 2 classes and 2 images per class, "
-                f"got pk_classes={pk_classes}, pk_samples={pk_samples}"
-            )
-        if pk_classes is not None:
-            batch_size = pk_classes * pk_samples
-        super().__init__(batch_size, eval_batch_size, num_workers, seed, pin_memory)
+        super().__init__(
+            batch_size, eval_batch_size, num_workers, seed, pin_memory, pk_classes, pk_samples
+        )
         if image_size is not None and image_size < 8:
             raise LabError(f"data.image_size must be at least 8, got {image_size}")
         self.root = data_root(root)
         self.image_size = image_size
         self.channels = channels
         self.val_fraction = val_fraction
-        self.pk_classes, self.pk_samples = pk_classes, pk_samples
         stats = pick_stats(normalization, self.dataset_name, channels)
         common = {"channels": channels, "image_size": image_size, "stats": stats}
         self.train_transform = image_transform(
@@ -157,41 +149,15 @@ class ImageDataModule(LabDataModule):
                 )
 
     def setup(self, stage: str | None = None) -> None:
-        if self.train_set is None and stage in (None, "fit", "validate"):
+        # The training split is needed for testing too: it is the reference set of the
+        # embedding metrics (kNN, class centres, retrieval).
+        if self.train_set is None and stage in (None, "fit", "validate", "test"):
             images, labels = self.load_split("train")
             pool = self.train_indices(labels)
             keep, held_out = stratified_split(labels[pool], self.val_fraction, self.seed)
             self.train_set = ArrayDataset(images, labels, pool[keep], self.train_transform)
             self.val_set = ArrayDataset(images, labels, pool[held_out], self.eval_transform)
+            self.reference_set = ArrayDataset(images, labels, pool[keep], self.eval_transform)
         if self.test_set is None and stage in (None, "test", "predict"):
             images, labels = self.load_split("test")
             self.test_set = ArrayDataset(images, labels, None, self.eval_transform)
-
-    def train_dataloader(self) -> DataLoader:
-        if self.pk_classes is None:
-            return super().train_dataloader()
-        from pytorch_metric_learning.samplers import MPerClassSampler
-
-        targets = self.train_set.targets
-        present = len(np.unique(targets))
-        if self.pk_classes > present or len(targets) < self.batch_size:
-            raise LabError(
-                f"P x K batches need pk_classes <= {present} (the classes in the training set) "
-                f"and at least {self.batch_size} training images; got "
-                f"pk_classes={self.pk_classes} and {len(targets)} images"
-            )
-        sampler = MPerClassSampler(
-            targets,
-            m=self.pk_samples,
-            batch_size=self.batch_size,
-            length_before_new_iter=len(targets),
-        )
-        return DataLoader(
-            self.train_set,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            drop_last=True,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-        )
