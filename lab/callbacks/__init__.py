@@ -2,5 +2,6 @@
 
 from lab.callbacks.checkpoint import LastAndBestCheckpoint
 from lab.callbacks.run_record import RunRecord
+from lab.callbacks.tsne import TSNEPlot
 
-__all__ = ["LastAndBestCheckpoint", "RunRecord"]
+__all__ = ["LastAndBestCheckpoint", "RunRecord", "TSNEPlot"]

@@ -1,0 +1,302 @@
+"""t-SNE of the learned features: ``tsne.csv`` and ``tsne.png`` in the run folder, the
+figure in TensorBoard and the features in TensorBoard's embedding projector.
+
+The task's test (and validation) steps return ``{"features", "targets"}``
+(``lab.tasks.Classifier``); this callback keeps them, takes a seeded, class-stratified
+subsample of at most ``max_points``, reduces it to ``pca_dim`` dimensions with PCA (the
+usual t-SNE preprocessing: it removes noise and makes the neighbour search cheap) and
+embeds it in 2-D with scikit-learn's Barnes-Hut ``TSNE``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+from lab.errors import LabError
+from lab.runs import atomic_write_text
+
+
+def subsample(targets: np.ndarray, max_points: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of at most ``max_points`` samples, every class in proportion (at
+    least one each while there is room), chosen with a seeded generator."""
+    n = len(targets)
+    if n <= max_points:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(targets, return_counts=True)
+    quota = np.floor(counts * max_points / n).astype(int)
+    quota = np.maximum(quota, np.minimum(1, counts))
+    # Trim or top up to exactly max_points, largest classes first.
+    order = np.argsort(-counts, kind="stable")
+    i = 0
+    while quota.sum() > max_points:
+        c = order[i % len(order)]
+        if quota[c] > 1:
+            quota[c] -= 1
+        i += 1
+    i = 0
+    while quota.sum() < max_points:
+        c = order[i % len(order)]
+        if quota[c] < counts[c]:
+            quota[c] += 1
+        i += 1
+    chosen = [
+        rng.choice(np.flatnonzero(targets == c), size=q, replace=False)
+        for c, q in zip(classes, quota, strict=True)
+    ]
+    return np.sort(np.concatenate(chosen))
+
+
+def embed_2d(
+    features: np.ndarray,
+    pca_dim: int = 50,
+    perplexity: float = 30.0,
+    seed: int = 0,
+    n_jobs: int | None = None,
+) -> np.ndarray:
+    """2-D t-SNE coordinates ``(N, 2)`` of ``features (N, D)``, after PCA to ``pca_dim``.
+
+    The perplexity is lowered to ``(N - 1) / 3`` for small N (scikit-learn needs it below
+    N), so a handful of points still embeds.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    features = np.asarray(features, dtype=np.float32)
+    n, dim = features.shape
+    if n < 3:
+        raise LabError(f"t-SNE needs at least 3 points, got {n}")
+    if dim > pca_dim and n > pca_dim:
+        features = PCA(n_components=pca_dim, random_state=seed).fit_transform(features)
+    perplexity = min(perplexity, (n - 1) / 3)
+    tsne = TSNE(
+        n_components=2,
+        perplexity=perplexity,
+        init="pca",
+        learning_rate="auto",
+        random_state=seed,
+        n_jobs=n_jobs,
+    )
+    return tsne.fit_transform(features).astype(np.float32)
+
+
+def plot_embedding(
+    coordinates: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str] | None = None,
+    title: str = "t-SNE",
+):
+    """A matplotlib figure of 2-D points coloured by class, with a legend of class names
+    (beside the plot; for more than 20 classes the legend is left out)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib import pyplot as plt
+
+    classes = np.unique(labels)
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    many = len(classes) > 20
+    figure, axes = plt.subplots(figsize=(7.5 if many else 9, 7), dpi=120)
+    for i, c in enumerate(classes):
+        mask = labels == c
+        name = class_names[c] if class_names is not None and c < len(class_names) else str(c)
+        color = cmap(i % cmap.N) if not many else plt.get_cmap("hsv")(i / len(classes))
+        axes.scatter(
+            coordinates[mask, 0], coordinates[mask, 1], s=8, color=color, label=name, alpha=0.8
+        )
+    axes.set_title(f"{title} ({len(labels)} points, {len(classes)} classes)")
+    axes.set_xticks([])
+    axes.set_yticks([])
+    if not many:
+        axes.legend(
+            loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=2, fontsize=8, frameon=False
+        )
+    figure.tight_layout()
+    return figure
+
+
+def _save_figure_atomically(figure: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            figure.savefig(handle, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class TSNEPlot(L.Callback):
+    """Embeds up to ``max_points`` test features in 2-D at the end of testing (and, with
+    ``every_n_val_epochs`` > 0, the validation features every that many epochs).
+
+    Writes ``tsne.csv`` (columns ``x, y, label, class_name``, one row per embedded point)
+    and ``tsne.png`` in the run folder (``tsne_val_epoch007.*`` for validation), adds the
+    figure to TensorBoard and, with ``projector``, the subsampled features (with their
+    class names) to TensorBoard's embedding projector.
+
+    Args:
+        max_points: at most this many points (a class-stratified, seeded subsample).
+        every_n_val_epochs: also after every this many validation epochs (0: never).
+        pca_dim: PCA to this many dimensions before t-SNE.
+        perplexity: t-SNE perplexity (lowered for very few points).
+        seed: seed of the subsample, PCA and t-SNE.
+        projector: write the features to TensorBoard's embedding projector.
+    """
+
+    def __init__(
+        self,
+        max_points: int = 2000,
+        every_n_val_epochs: int = 0,
+        pca_dim: int = 50,
+        perplexity: float = 30.0,
+        seed: int = 0,
+        projector: bool = True,
+    ) -> None:
+        if max_points < 3:
+            raise LabError(f"TSNEPlot.max_points must be at least 3, got {max_points}")
+        if every_n_val_epochs < 0:
+            raise LabError(f"TSNEPlot.every_n_val_epochs must be >= 0, got {every_n_val_epochs}")
+        if pca_dim < 2:
+            raise LabError(f"TSNEPlot.pca_dim must be at least 2, got {pca_dim}")
+        if perplexity <= 0:
+            raise LabError(f"TSNEPlot.perplexity must be > 0, got {perplexity}")
+        self.max_points = max_points
+        self.every_n_val_epochs = every_n_val_epochs
+        self.pca_dim = pca_dim
+        self.perplexity = perplexity
+        self.seed = seed
+        self.projector = projector
+        self._features: list[torch.Tensor] = []
+        self._targets: list[torch.Tensor] = []
+        self._collecting = False
+
+    # -- collecting ----------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._features, self._targets = [], []
+        self._collecting = True
+
+    def _keep(self, outputs: Any) -> None:
+        if not self._collecting or not isinstance(outputs, dict) or "features" not in outputs:
+            return
+        self._features.append(outputs["features"].detach().float())
+        self._targets.append(outputs["targets"].detach())
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start()
+
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._keep(outputs)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._finish(trainer, pl_module, "tsne", "test")
+
+    def _val_due(self, trainer: L.Trainer) -> bool:
+        return (
+            self.every_n_val_epochs > 0
+            and not trainer.sanity_checking
+            and (trainer.current_epoch + 1) % self.every_n_val_epochs == 0
+        )
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._collecting = False
+        if self._val_due(trainer):
+            self._start()
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._keep(outputs)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._collecting:
+            name = f"tsne_val_epoch{trainer.current_epoch:03d}"
+            self._finish(trainer, pl_module, name, "val")
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _finish(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, name: str, stage: str
+    ) -> None:
+        self._collecting = False
+        features, targets = self._features, self._targets
+        self._features, self._targets = [], []
+        if not features:
+            return
+        x = torch.cat(features)
+        y = torch.cat(targets)
+        if trainer.world_size > 1:  # equal shares per process (the distributed sampler pads)
+            x = pl_module.all_gather(x).flatten(0, 1)
+            y = pl_module.all_gather(y).flatten(0, 1)
+        if not trainer.is_global_zero or len(y) < 3:
+            return
+        x_np, y_np = x.cpu().numpy(), y.cpu().numpy().astype(np.int64)
+        keep = subsample(y_np, self.max_points, self.seed)
+        x_np, y_np = x_np[keep], y_np[keep]
+        coordinates = embed_2d(x_np, self.pca_dim, self.perplexity, self.seed)
+        class_names = _class_names(pl_module, int(y_np.max()) + 1)
+        table = pd.DataFrame(
+            {
+                "x": coordinates[:, 0],
+                "y": coordinates[:, 1],
+                "label": y_np,
+                "class_name": [class_names[i] for i in y_np],
+            }
+        )
+        figure = plot_embedding(coordinates, y_np, class_names, title=f"t-SNE of {stage} features")
+        step = trainer.global_step
+        try:
+            if trainer.log_dir is not None:
+                run_dir = Path(trainer.log_dir)
+                run_dir.mkdir(parents=True, exist_ok=True)
+                buffer = io.StringIO()
+                table.to_csv(buffer, index=False, float_format="%.5f")
+                atomic_write_text(run_dir / f"{name}.csv", buffer.getvalue())
+                _save_figure_atomically(figure, run_dir / f"{name}.png")
+                rank_zero_info(f"t-SNE of {len(y_np)} {stage} features: {run_dir / name}.png")
+            experiment = getattr(trainer.logger, "experiment", None)
+            if experiment is not None and hasattr(experiment, "add_figure"):
+                experiment.add_figure(f"{stage}/tsne", figure, global_step=step, close=False)
+                if self.projector and hasattr(experiment, "add_embedding"):
+                    experiment.add_embedding(
+                        torch.from_numpy(x_np),
+                        metadata=table["class_name"].tolist(),
+                        global_step=step,
+                        tag=f"{stage}_features",
+                    )
+        finally:
+            from matplotlib import pyplot as plt
+
+            plt.close(figure)
+
+
+def _class_names(pl_module: L.LightningModule, at_least: int) -> list[str]:
+    names = pl_module.class_names() if hasattr(pl_module, "class_names") else []
+    if len(names) < at_least:
+        names = [str(i) for i in range(at_least)]
+    return list(names)
