@@ -3,7 +3,7 @@
 For every anchor in the batch: its farthest positive and its nearest negative, on plain
 (not squared) Euclidean distances; the loss is ``relu(d_ap - d_an + margin)`` or, with
 ``soft_margin``, ``softplus(d_ap - d_an)``, averaged over the anchors that have both a
-positive and a negative. Vectorised over the batch: one ``(B, B)`` distance matrix.
+positive and a negative. Vectorised over the batch: one ``(B, B)`` matrix product.
 
 Checked against a brute-force loop and against pytorch-metric-learning's
 ``BatchHardMiner`` + ``TripletMarginLoss`` (tests/test_losses.py).
@@ -18,16 +18,22 @@ from torch.nn import functional as F
 from lab.errors import LabError
 
 
+def squared_distances(embeddings: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances ``(B, B)`` from one matrix product, clamped at 0."""
+    squared = embeddings.pow(2).sum(dim=1)
+    gram = embeddings @ embeddings.T
+    return (squared.unsqueeze(0) + squared.unsqueeze(1) - 2.0 * gram).clamp(min=0.0)
+
+
+def safe_sqrt(x: torch.Tensor) -> torch.Tensor:
+    """``sqrt(x)`` for ``x >= 0`` with a zero (not infinite) gradient where ``x == 0``."""
+    zero = x == 0
+    return torch.sqrt(x.masked_fill(zero, 1.0)).masked_fill(zero, 0.0)
+
+
 def pairwise_distances(embeddings: torch.Tensor) -> torch.Tensor:
     """Euclidean distances ``(B, B)``, with a finite gradient where a distance is 0."""
-    squared = embeddings.pow(2).sum(dim=1)
-    d2 = (squared.unsqueeze(0) + squared.unsqueeze(1) - 2.0 * embeddings @ embeddings.T).clamp(
-        min=0.0
-    )
-    # sqrt'(0) is infinite: take the root only where d2 > 0, so the diagonal (and exact
-    # duplicates) contribute a zero gradient instead of NaN.
-    zero = d2 == 0
-    return torch.sqrt(d2.masked_fill(zero, 1.0)).masked_fill(zero, 0.0)
+    return safe_sqrt(squared_distances(embeddings))
 
 
 class BatchHardTripletLoss(nn.Module):
@@ -50,7 +56,9 @@ class BatchHardTripletLoss(nn.Module):
         self.last_active_fraction = torch.tensor(0.0)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        distances = pairwise_distances(embeddings)
+        # The hardest pairs are chosen on squared distances (the root is monotonic), and
+        # only those 2B distances are rooted: no (B, B) square root and its backward.
+        distances = squared_distances(embeddings)
         same = labels.unsqueeze(0) == labels.unsqueeze(1)
         eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
         positive = same & ~eye
@@ -63,7 +71,7 @@ class BatchHardTripletLoss(nn.Module):
         if not valid.any():
             self.last_active_fraction = embeddings.new_zeros(()).detach()
             return embeddings.sum() * 0.0  # keeps the graph: backward gives zero gradients
-        gap = hardest_positive[valid] - hardest_negative[valid]
+        gap = safe_sqrt(hardest_positive[valid]) - safe_sqrt(hardest_negative[valid])
         losses = F.softplus(gap) if self.soft_margin else F.relu(gap + self.margin)
         violated = gap > 0 if self.soft_margin else gap + self.margin > 0
         self.last_active_fraction = violated.float().mean().detach()
