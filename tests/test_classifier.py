@@ -2,7 +2,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import accuracy_score, recall_score, top_k_accuracy_score
+from sklearn.metrics import accuracy_score, f1_score, recall_score, top_k_accuracy_score
 from torch.utils.data import DataLoader, TensorDataset
 
 from lab.errors import LabError
@@ -46,6 +46,8 @@ def test_test_metrics_equal_sklearn_on_the_same_predictions():
     recalls = recall_score(y, preds, average=None, labels=np.arange(8), zero_division=0)
     for i, recall in enumerate(recalls):
         assert metrics[f"test/class_acc/c{i}"] == pytest.approx(recall, abs=1e-6)
+    f1 = f1_score(y, preds, average="macro", labels=np.arange(8), zero_division=0)
+    assert metrics["test/macro_f1"] == pytest.approx(f1, abs=1e-6)
     loss = torch.nn.functional.cross_entropy(torch.from_numpy(logits), data.y)
     assert metrics["test/loss"] == pytest.approx(loss.item(), rel=1e-5)
 

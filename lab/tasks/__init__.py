@@ -1,5 +1,6 @@
 """LightningModules: the training systems that wrap a backbone."""
 
 from lab.tasks.classifier import Classifier
+from lab.tasks.metric_learning import CenterLossClassifier, TripletClassifier, TripletEmbedder
 
-__all__ = ["Classifier"]
+__all__ = ["CenterLossClassifier", "Classifier", "TripletClassifier", "TripletEmbedder"]

@@ -1,4 +1,8 @@
-"""Supervised classification: a backbone, cross-entropy, and the metrics reports need."""
+"""Supervised classification: a backbone, cross-entropy, and the metrics reports need.
+
+The training step is split into hooks (``features``, ``logits``, ``objective``) so that
+the metric-learning tasks (``lab.tasks.metric_learning``) change only what differs.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,13 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torch.nn import functional as F
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from lab.errors import LabError
+from lab.metrics import embedding_metrics, retrieval_metrics
 
 _MODULE_ARGS = ["backbone", "optimizer", "scheduler"]
 
@@ -33,8 +39,12 @@ class Classifier(L.LightningModule):
     outputs, linked by the CLI from the data module.
 
     Logged: ``train/loss``, ``train/acc``, ``train/lr``, ``val/loss``, ``val/acc`` per
-    epoch; ``test/loss``, ``test/acc``, ``test/acc_top5`` (more than 5 classes) and
-    ``test/class_acc/<class name>``.
+    epoch; ``test/loss``, ``test/acc``, ``test/acc_top5`` (more than 5 classes),
+    ``test/macro_f1`` and ``test/class_acc/<class name>``. With ``embedding_metrics`` the
+    features are judged as an embedding too (``lab.metrics.embedding``): ``val/precision_at_1`` and
+    ``val/map_at_r`` (leave-one-out within the validation split) every epoch, and at test
+    ``test/knn_acc``, ``test/centroid_acc`` (``_top5``), ``test/precision_at_1``,
+    ``test/map_at_r``, ``test/r_precision`` against the unaugmented training split.
 
     Args:
         backbone: the network; its classifier is replaced by a ``num_classes``-way one.
@@ -43,6 +53,8 @@ class Classifier(L.LightningModule):
         scheduler: optional learning-rate scheduler, from YAML the same way.
         scheduler_interval: step the scheduler every ``epoch`` or every ``step``.
         label_smoothing: cross-entropy label smoothing.
+        embedding_metrics: also judge the features as an embedding (kNN, retrieval).
+        knn_k: neighbours of the kNN classifier.
     """
 
     def __init__(
@@ -53,20 +65,26 @@ class Classifier(L.LightningModule):
         scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: Literal["epoch", "step"] = "epoch",
         label_smoothing: float = 0.0,
+        embedding_metrics: bool = True,
+        knn_k: int = 10,
     ) -> None:
         super().__init__()
         if num_classes < 2:
             raise LabError(f"model.num_classes must be at least 2, got {num_classes}")
         if not 0.0 <= label_smoothing < 1.0:
             raise LabError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        if knn_k < 1:
+            raise LabError(f"model.knn_k must be at least 1, got {knn_k}")
         self.save_hyperparameters(ignore=None if _built_by_cli() else _MODULE_ARGS)
         self.backbone = backbone
-        self.backbone.reset_classifier(num_classes)
+        self.backbone.reset_classifier(self.head_classes(num_classes))
         self.num_classes = num_classes
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
         self.label_smoothing = label_smoothing
+        self.embedding_metrics = embedding_metrics
+        self.knn_k = knn_k
 
         def accuracy(**kwargs: Any) -> MulticlassAccuracy:
             return MulticlassAccuracy(num_classes=num_classes, **kwargs)
@@ -76,57 +94,151 @@ class Classifier(L.LightningModule):
         self.test_acc = accuracy(average="micro")
         self.test_acc_top5 = accuracy(average="micro", top_k=5) if num_classes > 5 else None
         self.test_class_acc = accuracy(average=None)
+        self.test_macro_f1 = MulticlassF1Score(num_classes=num_classes, average="macro")
+        self._collected: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._reference: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits, ``(B, num_classes)``."""
-        return self.backbone(x)
+    # -- what a subclass may change ------------------------------------------------------
+
+    def head_classes(self, num_classes: int) -> int:
+        """Outputs of the backbone's classifier (0: no classifier)."""
+        return num_classes
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone's pooled features (or embedding), ``(B, num_features)``."""
         return self.backbone.forward_features(x)
 
+    def logits(self, features: torch.Tensor) -> torch.Tensor | None:
+        """Class scores ``(B, num_classes)`` from features; None if there are none yet."""
+        return self.backbone.forward_head(features)
+
+    def objective(
+        self, features: torch.Tensor, logits: torch.Tensor | None, targets: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The loss to minimise under ``"loss"``, and any of its parts to log beside it."""
+        return {"loss": self.loss(logits, targets)}
+
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+        return F.cross_entropy(logits.float(), targets, label_smoothing=self.label_smoothing)
+
+    def observe_train_features(self, features: torch.Tensor, targets: torch.Tensor) -> None:
+        """Called with every training batch's features (for running statistics)."""
+
+    def on_reference(self, features: torch.Tensor, targets: torch.Tensor) -> None:
+        """Called at the start of testing with the embedded training split."""
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Logits, ``(B, num_classes)``."""
+        return self.logits(self.features(x))
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str):
+        x, y = batch
+        features = self.features(x)
+        logits = self.logits(features)
+        terms = self.objective(features, logits, y)
+        for name, value in terms.items():
+            self.log(f"{stage}/{name}", value, on_step=False, on_epoch=True, prog_bar=True)
+        return features, logits, y, terms
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
-        x, y = batch
-        logits = self(x)
-        loss = self.loss(logits, y)
-        self.train_acc(logits, y)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        features, logits, y, terms = self._step(batch, "train")
+        self.observe_train_features(features.detach(), y)
+        if logits is not None:
+            self.train_acc(logits, y)
+            self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
         self.log("train/lr", lr, on_step=False, on_epoch=True)
-        return loss
+        return terms["loss"]
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
-        logits = self(x)
-        self.val_acc(logits, y)
-        self.log("val/loss", self.loss(logits, y), on_epoch=True, prog_bar=True)
-        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        features, logits, y, _ = self._step(batch, "val")
+        if logits is not None:
+            self.val_acc(logits, y)
+            self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+        return self._collect("val", features, y)
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
-        logits = self(x)
-        self.log("test/loss", self.loss(logits, y), on_epoch=True)
-        self.test_acc(logits, y)
-        self.log("test/acc", self.test_acc, on_epoch=True)
-        if self.test_acc_top5 is not None:
-            self.test_acc_top5(logits, y)
-            self.log("test/acc_top5", self.test_acc_top5, on_epoch=True)
-        self.test_class_acc.update(logits, y)
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        features, logits, y, _ = self._step(batch, "test")
+        if logits is not None:
+            self.test_acc(logits, y)
+            self.log("test/acc", self.test_acc, on_epoch=True)
+            if self.test_acc_top5 is not None:
+                self.test_acc_top5(logits, y)
+                self.log("test/acc_top5", self.test_acc_top5, on_epoch=True)
+            self.test_class_acc.update(logits, y)
+            self.test_macro_f1(logits, y)
+            self.log("test/macro_f1", self.test_macro_f1, on_epoch=True)
+        return self._collect("test", features, y)
+
+    def _collect(self, stage: str, features: torch.Tensor, targets: torch.Tensor):
+        """Keep the features for the epoch-end embedding metrics; also the step's output,
+        which callbacks (t-SNE) read."""
+        out = {"features": features.detach().float(), "targets": targets}
+        if self.embedding_metrics:
+            self._collected.setdefault(stage, []).append((out["features"], targets))
+        return out
+
+    def _gathered(self, stage: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        parts = self._collected.pop(stage, [])
+        if not parts:
+            return None
+        features = torch.cat([f for f, _ in parts])
+        targets = torch.cat([t for _, t in parts])
+        if self.trainer.world_size > 1:  # every process holds an equal share
+            features = self.all_gather(features).flatten(0, 1)
+            targets = self.all_gather(targets).flatten(0, 1)
+        return features, targets
+
+    def on_validation_epoch_start(self) -> None:
+        self._collected.pop("val", None)
+
+    def on_validation_epoch_end(self) -> None:
+        gathered = self._gathered("val")
+        if gathered is None or self.trainer.sanity_checking or len(gathered[1]) < 2:
+            return
+        metrics = retrieval_metrics(*gathered)
+        self.log("val/precision_at_1", metrics["precision_at_1"])
+        self.log("val/map_at_r", metrics["map_at_r"])
+
+    def on_test_epoch_start(self) -> None:
+        self._collected.pop("test", None)
+        self._reference = None
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not self.embedding_metrics:
+            return
+        if datamodule is None or getattr(datamodule, "reference_set", None) is None:
+            rank_zero_warn("no reference (training) split to embed: no embedding metrics")
+            return
+        features, targets = [], []
+        for x, y in datamodule.reference_dataloader():
+            features.append(self.features(x.to(self.device)).float())
+            targets.append(y.to(self.device))
+        self._reference = torch.cat(features), torch.cat(targets)
+        self.on_reference(*self._reference)
 
     def on_test_epoch_end(self) -> None:
-        per_class = self.test_class_acc.compute()
-        self.test_class_acc.reset()
-        for name, value in zip(self.class_names(), per_class, strict=True):
-            self.log(f"test/class_acc/{name}", value)
+        if self.test_class_acc.update_called:
+            per_class = self.test_class_acc.compute()
+            self.test_class_acc.reset()
+            for name, value in zip(self.class_names(), per_class, strict=True):
+                self.log(f"test/class_acc/{name}", value)
+        gathered = self._gathered("test")
+        if gathered is None or self._reference is None:
+            return
+        metrics = embedding_metrics(*gathered, *self._reference, self.num_classes, self.knn_k)
+        for name, value in metrics.items():
+            self.log(f"test/{name}", value)
+        self._reference = None
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         x, y = batch if isinstance(batch, (tuple, list)) else (batch, None)
-        logits = self(x)
-        out = {"logits": logits, "preds": logits.argmax(dim=1)}
+        features = self.features(x)
+        logits = self.logits(features)
+        out = {"features": features}
+        if logits is not None:
+            out.update(logits=logits, preds=logits.argmax(dim=1))
         if y is not None:
             out["targets"] = y
         return out
@@ -139,9 +251,13 @@ class Classifier(L.LightningModule):
             return [str(n) for n in names]
         return [str(i) for i in range(self.num_classes)]
 
+    def optimized_parameters(self) -> list[nn.Parameter]:
+        """What the main optimizer trains: every trainable parameter unless a subclass
+        trains some with an optimizer of their own."""
+        return [p for p in self.parameters() if p.requires_grad]
+
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params)
+        optimizer = self.optimizer_factory(self.optimized_parameters())
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
