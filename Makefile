@@ -9,14 +9,29 @@ LAB := $(BIN)/lab
 PYTEST_ARGS ?=
 # Experiments: every experiments/<id>.yaml (files starting with _ are shared presets).
 EXPERIMENTS := $(sort $(basename $(notdir $(wildcard experiments/[!_]*.yaml))))
+# Experiments whose target runs more than its YAML once (sweeps, variants): rules below.
+MULTI_RUN := demo q1-center q1-grayscale q2-tiny50-center q2-tiny50-triplet
+# The values those sweeps try (override on the command line, e.g. MARGINS="0.1 0.3").
+CENTER_WEIGHTS ?= 0.1 1
+TINY50_CENTER_WEIGHTS ?= 0.01 0.1 1
+TINY50_CENTER_LRS ?= 0.1 0.5 1
+MARGINS ?= 0.1 0.2 0.5 1.0
+
+# $(call run,<yaml id>,<experiment name>,<extra arguments>): fit, then test the last
+# checkpoint of that run. The blank line before endef ends the recipe line.
+define run
+	$(LAB) fit --config experiments/$(1).yaml --experiment $(2) $(3)
+	$(LAB) test --config experiments/$(1).yaml --experiment $(2) $(3) --ckpt_path last
+
+endef
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format bench-data tb clean $(EXPERIMENTS)
+.PHONY: help install demo test lint format bench-data bench-losses bench-tsne tb clean $(EXPERIMENTS)
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
-		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
-	@echo "  <id>         fit then test experiments/<id>.yaml: $(EXPERIMENTS)"
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+	@echo "  <id>               fit then test experiments/<id>.yaml: $(EXPERIMENTS)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,15 +41,35 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install lab with its dev tools
 
-demo: $(STAMP) ## Train and test the digits demo on the CPU, then print its results
-	$(LAB) fit --config experiments/demo.yaml
-	$(LAB) test --config experiments/demo.yaml --ckpt_path last
-	$(LAB) summary demo
+demo: $(STAMP) ## Digits on the CPU: cross-entropy vs triplet vs center loss, one table
+	$(call run,demo,demo,)
+	$(call run,demo-triplet,demo-triplet,)
+	$(call run,demo-center,demo-center,)
+	$(LAB) summary demo demo-triplet demo-center
 
-$(filter-out demo,$(EXPERIMENTS)): %: $(STAMP)
-	$(LAB) fit --config experiments/$@.yaml
-	$(LAB) test --config experiments/$@.yaml --ckpt_path last
+$(filter-out $(MULTI_RUN),$(EXPERIMENTS)): %: $(STAMP)
+	$(call run,$@,$@,)
 	$(LAB) summary $@
+
+q1-center: $(STAMP) ## Tiny ImageNet, CE + center loss, lambda in CENTER_WEIGHTS
+	$(foreach w,$(CENTER_WEIGHTS),$(call run,$@,$@-lambda$(w),--model.init_args.center_weight=$(w)))
+	$(LAB) summary $(foreach w,$(CENTER_WEIGHTS),$@-lambda$(w))
+
+q1-grayscale: $(STAMP) ## Tiny ImageNet in greyscale: CE, triplet, center
+	$(call run,$@,$@,)
+	$(call run,q1-triplet,$@-triplet,--config experiments/_base/grayscale.yaml)
+	$(call run,q1-center,$@-center,--config experiments/_base/grayscale.yaml)
+	$(LAB) summary $@ $@-triplet $@-center
+
+q2-tiny50-center: $(STAMP) ## 50 classes, pretrained: center loss lambda and alpha sweeps
+	$(foreach w,$(TINY50_CENTER_WEIGHTS),$(call run,$@,$@-lambda$(w),--model.init_args.center_weight=$(w)))
+	$(foreach a,$(TINY50_CENTER_LRS),$(call run,$@,$@-alpha$(a),--model.init_args.center_lr=$(a)))
+	$(LAB) summary $(foreach w,$(TINY50_CENTER_WEIGHTS),$@-lambda$(w)) \
+		$(foreach a,$(TINY50_CENTER_LRS),$@-alpha$(a))
+
+q2-tiny50-triplet: $(STAMP) ## 50 classes, pretrained: CE + triplet, margin sweep
+	$(foreach m,$(MARGINS),$(call run,$@,$@-margin$(m),--model.init_args.margin=$(m)))
+	$(LAB) summary $(foreach m,$(MARGINS),$@-margin$(m))
 
 test: $(STAMP) lint ## Lint, then run the whole test suite (slow tests included)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -49,6 +84,12 @@ format: $(STAMP) ## Fix what ruff can fix and format the code
 
 bench-data: $(STAMP) ## Images/s through the train loader: decoded cache vs JPEG decoding
 	$(BIN)/python -m lab.bench.dataloader --images 10000
+
+bench-losses: $(STAMP) ## Batch-hard triplet forward + backward: ours vs pytorch-metric-learning
+	$(BIN)/python -m lab.bench.losses --batch 512 --dim 128
+
+bench-tsne: $(STAMP) ## Seconds to t-SNE 10,000 points of 512 dimensions (PCA to 50 first)
+	$(BIN)/python -m lab.bench.tsne --points 10000 --dim 512
 
 tb: $(STAMP) ## Open TensorBoard on lightning_logs/
 	$(BIN)/tensorboard --logdir lightning_logs

@@ -105,6 +105,17 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+# The test metrics a summary shows, when a run has them.
+HEADLINE_METRICS = (
+    "test/acc",
+    "test/acc_top5",
+    "test/knn_acc",
+    "test/precision_at_1",
+    "test/map_at_r",
+    "test/loss",
+)
+
+
 def summarize(run_dir: Path) -> dict[str, Any]:
     """Headline numbers of one run: test metrics, best val accuracy, epochs, wall time."""
     run_dir = Path(run_dir)
@@ -117,7 +128,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         row["epochs"] = int(metrics["epoch"].max()) + 1
     if "val/acc" in metrics and metrics["val/acc"].notna().any():
         row["best val/acc"] = float(metrics["val/acc"].max())
-    for column in ("test/acc", "test/acc_top5", "test/loss"):
+    for column in HEADLINE_METRICS:
         if column in metrics and metrics[column].notna().any():
             row[column] = float(metrics[column].dropna().iloc[-1])
     seconds = read_run_info(run_dir).get("seconds", {})

@@ -1,6 +1,7 @@
 """The ``lab`` command end to end: configs, runs, resume, and clear errors on bad input."""
 
 import json
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -51,6 +52,21 @@ def data_class(config: Path) -> str:
     return yaml.safe_load(config.read_text())["data"]["class_path"]
 
 
+def fixture_overrides(config: Path) -> list[str]:
+    """What an experiment must change to run on the small fixtures offline: no
+    pretrained download, a class subset and P x K batches the 4-class fixture can hold."""
+    loaded = yaml.safe_load(config.read_text())
+    model, data = loaded["model"]["init_args"], loaded["data"].get("init_args", {})
+    extra = []
+    if model.get("backbone", {}).get("init_args", {}).get("weights"):
+        extra.append("--model.init_args.backbone.init_args.weights=null")
+    if data.get("num_classes_subset"):
+        extra.append("--data.init_args.num_classes_subset=3")
+    if data.get("pk_classes"):
+        extra += ["--data.init_args.pk_classes=2", "--data.init_args.pk_samples=4"]
+    return extra
+
+
 def test_there_is_an_experiment_per_yaml():
     assert DEMO in EXPERIMENTS
 
@@ -67,8 +83,10 @@ def test_every_experiment_prints_its_config(config, capsys, workdir):
 @pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: p.stem)
 def test_fast_dev_run_of_every_experiment(config, lab, workdir):
     assert data_class(config) in FAKE_DATA, f"add a fixture for {data_class(config)}"
-    data_args = FAKE_DATA[data_class(config)](workdir / "data")
+    data_args = FAKE_DATA[data_class(config)](workdir / "data") + fixture_overrides(config)
     lab("fit", "--config", config, "--trainer.fast_dev_run=true", *data_args)
+    # The test stage too: the reference pass, the embedding metrics, the t-SNE callback.
+    lab("test", "--config", config, "--trainer.fast_dev_run=true", *data_args)
 
 
 def test_fit_writes_the_run_folder_and_test_reuses_it(lab, workdir, capsys):
@@ -193,3 +211,41 @@ def test_ckpt_last_without_an_earlier_run_is_an_error(capsys, workdir):
 def test_summary_of_an_unknown_experiment_is_an_error(capsys, workdir):
     code, err = run_failing(capsys, "summary", "nothing-here")
     assert code == 2 and "no run of 'nothing-here'" in err
+
+
+def test_the_grayscale_overlay_turns_an_rgb_experiment_grey(lab, workdir, capsys):
+    overlay = REPO / "experiments" / "_base" / "grayscale.yaml"
+    config = REPO / "experiments" / "q1-triplet.yaml"
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(config), "--config", str(overlay), "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["data"]["init_args"]["channels"] == 1
+    assert printed["model"]["init_args"]["backbone"]["init_args"]["in_channels"] == 1
+    data_args = FAKE_DATA[data_class(config)](workdir / "data") + fixture_overrides(config)
+    lab("fit", "--config", config, "--config", overlay, "--trainer.fast_dev_run=true", *data_args)
+
+
+def make_dry_run(target: str) -> list[str]:
+    """The ``lab fit`` lines ``make -n <target>`` would run."""
+    out = subprocess.run(
+        ["make", "-n", target], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    return [line for line in out.splitlines() if " fit --config " in line]
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("q1-center", ["center_weight=0.1", "center_weight=1"]),
+        ("q2-tiny50-triplet", [f"margin={m}" for m in ("0.1", "0.2", "0.5", "1.0")]),
+        ("q2-tiny50-center", ["center_weight=0.01", "center_weight=1", "center_lr=0.1"]),
+        ("q1-grayscale", ["_base/grayscale.yaml"]),
+        ("demo", ["demo.yaml", "demo-triplet.yaml", "demo-center.yaml"]),
+    ],
+)
+def test_make_targets_run_every_variant_under_its_own_name(target, expected):
+    fits = make_dry_run(target)
+    for fragment in expected:
+        assert any(fragment in line for line in fits), (fragment, fits)
+    names = [line.split("--experiment ")[1].split()[0] for line in fits]
+    assert len(set(names)) == len(names)  # each variant its own run folder
