@@ -6,14 +6,17 @@ Recognition"): pulls every feature towards a learned center of its class.
 own (plain SGD at the paper's rate alpha); the task that owns this loss keeps them out of
 its main optimizer, calls ``rescale_center_grad(lambda)`` and steps ``center_optimizer``:
 then the loss weight lambda does not change how fast the centers move (as in
-KaiyangZhou/pytorch-center-loss). Computed by gathering each sample's center: O(B * D),
-not the O(B * C * D) of a full distance matrix.
+KaiyangZhou/pytorch-center-loss). Each sample's center is picked by a one-hot matrix
+product rather than by indexing: indexing's backward scatter-adds in a thread-dependent
+order on the CPU, so two identical runs would drift apart; the product is repeatable and,
+at O(B * C * D), still negligible beside the network.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from lab.errors import LabError
 
@@ -41,7 +44,8 @@ class CenterLoss(nn.Module):
             raise ValueError(
                 f"center loss expects features (B, {self.feat_dim}), got {tuple(features.shape)}"
             )
-        difference = features - self.centers[labels].to(features.dtype)
+        one_hot = F.one_hot(labels, self.num_classes).to(self.centers.dtype)
+        difference = features - (one_hot @ self.centers).to(features.dtype)
         return 0.5 * difference.pow(2).sum(dim=1).mean()
 
     def rescale_center_grad(self, weight: float) -> None:
