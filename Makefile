@@ -9,13 +9,10 @@ LAB := $(BIN)/lab
 PYTEST_ARGS ?=
 # Experiments: every experiments/<id>.yaml (files starting with _ are shared presets).
 EXPERIMENTS := $(sort $(basename $(notdir $(wildcard experiments/[!_]*.yaml))))
-# Experiments whose target runs more than its YAML once (sweeps, variants): rules below.
-MULTI_RUN := demo q1-center q1-grayscale q2-tiny50-center q2-tiny50-triplet
-# The values those sweeps try (override on the command line, e.g. MARGINS="0.1 0.3").
-CENTER_WEIGHTS ?= 0.1 1
-TINY50_CENTER_WEIGHTS ?= 0.01 0.1 1
-TINY50_CENTER_LRS ?= 0.1 0.5 1
-MARGINS ?= 0.1 0.2 0.5 1.0
+# Experiments whose target runs more than its YAML once: rules below. A sweep runs its
+# experiments/_sweeps/<id>.yaml grid with `lab sweep` (one run per setting, one table).
+SWEEPS := $(sort $(basename $(notdir $(wildcard experiments/_sweeps/*.yaml))))
+MULTI_RUN := demo q1-grayscale $(SWEEPS)
 
 # $(call run,<yaml id>,<experiment name>,<extra arguments>): fit, then test the last
 # checkpoint of that run. The blank line before endef ends the recipe line.
@@ -51,25 +48,14 @@ $(filter-out $(MULTI_RUN),$(EXPERIMENTS)): %: $(STAMP)
 	$(call run,$@,$@,)
 	$(LAB) summary $@
 
-q1-center: $(STAMP) ## Tiny ImageNet, CE + center loss, lambda in CENTER_WEIGHTS
-	$(foreach w,$(CENTER_WEIGHTS),$(call run,$@,$@-lambda$(w),--model.init_args.center_weight=$(w)))
-	$(LAB) summary $(foreach w,$(CENTER_WEIGHTS),$@-lambda$(w))
-
 q1-grayscale: $(STAMP) ## Tiny ImageNet in greyscale: CE, triplet, center
 	$(call run,$@,$@,)
 	$(call run,q1-triplet,$@-triplet,--config experiments/_base/grayscale.yaml)
 	$(call run,q1-center,$@-center,--config experiments/_base/grayscale.yaml)
 	$(LAB) summary $@ $@-triplet $@-center
 
-q2-tiny50-center: $(STAMP) ## 50 classes, pretrained: center loss lambda and alpha sweeps
-	$(foreach w,$(TINY50_CENTER_WEIGHTS),$(call run,$@,$@-lambda$(w),--model.init_args.center_weight=$(w)))
-	$(foreach a,$(TINY50_CENTER_LRS),$(call run,$@,$@-alpha$(a),--model.init_args.center_lr=$(a)))
-	$(LAB) summary $(foreach w,$(TINY50_CENTER_WEIGHTS),$@-lambda$(w)) \
-		$(foreach a,$(TINY50_CENTER_LRS),$@-alpha$(a))
-
-q2-tiny50-triplet: $(STAMP) ## 50 classes, pretrained: CE + triplet, margin sweep
-	$(foreach m,$(MARGINS),$(call run,$@,$@-margin$(m),--model.init_args.margin=$(m)))
-	$(LAB) summary $(foreach m,$(MARGINS),$@-margin$(m))
+$(SWEEPS): %: $(STAMP)
+	$(LAB) sweep --config experiments/$@.yaml --grid_file experiments/_sweeps/$@.yaml
 
 test: $(STAMP) lint ## Lint, then run the whole test suite (slow tests included)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -14,6 +14,7 @@ from lab.data.fakes.cifar10 import write_cifar10
 from lab.data.fakes.dogs_cats import write_dogs_cats
 from lab.data.fakes.stl10 import write_stl10
 from lab.data.fakes.tiny_imagenet import write_tiny_imagenet
+from lab.sweep import check_settings, expand, load_grid_file
 from tests.conftest import EXPERIMENTS, REPO
 
 DEMO = REPO / "experiments" / "demo.yaml"
@@ -226,26 +227,49 @@ def test_the_grayscale_overlay_turns_an_rgb_experiment_grey(lab, workdir, capsys
 
 
 def make_dry_run(target: str) -> list[str]:
-    """The ``lab fit`` lines ``make -n <target>`` would run."""
+    """The ``lab`` lines ``make -n <target>`` would run."""
     out = subprocess.run(
         ["make", "-n", target], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
-    return [line for line in out.splitlines() if " fit --config " in line]
+    return [line for line in out.splitlines() if "/lab " in line]
 
 
 @pytest.mark.parametrize(
     ("target", "expected"),
     [
-        ("q1-center", ["center_weight=0.1", "center_weight=1"]),
-        ("q2-tiny50-triplet", [f"margin={m}" for m in ("0.1", "0.2", "0.5", "1.0")]),
-        ("q2-tiny50-center", ["center_weight=0.01", "center_weight=1", "center_lr=0.1"]),
-        ("q1-grayscale", ["_base/grayscale.yaml"]),
+        ("q1-grayscale", ["q1-grayscale.yaml", "q1-triplet.yaml", "q1-center.yaml"]),
         ("demo", ["demo.yaml", "demo-triplet.yaml", "demo-center.yaml"]),
     ],
 )
 def test_make_targets_run_every_variant_under_its_own_name(target, expected):
-    fits = make_dry_run(target)
+    fits = [line for line in make_dry_run(target) if " fit --config " in line]
     for fragment in expected:
         assert any(fragment in line for line in fits), (fragment, fits)
     names = [line.split("--experiment ")[1].split()[0] for line in fits]
     assert len(set(names)) == len(names)  # each variant its own run folder
+    assert sum("_base/grayscale.yaml" in line for line in fits) == (
+        2 if target == "q1-grayscale" else 0
+    )
+
+
+SWEEP_FILES = sorted((REPO / "experiments" / "_sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("grid_file", SWEEP_FILES, ids=lambda p: p.stem)
+def test_every_shipped_sweep_is_a_make_target_of_valid_settings(grid_file):
+    (command,) = make_dry_run(grid_file.stem)
+    config = REPO / "experiments" / f"{grid_file.stem}.yaml"
+    assert f"sweep --config experiments/{config.name}" in command
+    assert f"--grid_file experiments/_sweeps/{grid_file.name}" in command
+    settings = expand(load_grid_file(grid_file))
+    assert len(settings) >= 2
+    check_settings(["--config", str(config)], settings)  # raises on a key that is not there
+
+
+def test_the_sweep_grids_are_the_sources_values():
+    def grid(name: str) -> list[dict]:
+        return expand(load_grid_file(REPO / "experiments" / "_sweeps" / f"{name}.yaml"))
+
+    assert grid("q1-center") == [{"model.center_weight": w} for w in (0.1, 1)]
+    assert [s["model.margin"] for s in grid("q2-tiny50-triplet")] == [0.1, 0.2, 0.5, 1.0]
+    assert len(grid("q2-tiny50-center")) == 9

@@ -1,0 +1,101 @@
+"""``lab sweep``: grids, one run per setting, one table, failures recorded, bad keys refused."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from lab.cli import main
+from lab.errors import LabError
+from lab.sweep import expand, load_grid_file, parse_grid_argument, slug
+from lab.sweep import main as sweep
+from tests.conftest import QUIET, REPO
+
+DEMO = str(REPO / "experiments" / "demo.yaml")
+TINY = [
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=2",
+    "--trainer.limit_val_batches=1",
+    *QUIET,
+]
+
+
+def test_grid_arguments_are_yaml_lists():
+    assert parse_grid_argument("model.margin=[0.1, 0.2]") == {"model.margin": [0.1, 0.2]}
+    assert parse_grid_argument("--data.image_size=16") == {"data.image_size": [16]}
+    assert parse_grid_argument("model.name=[a, null]") == {"model.name": ["a", None]}
+    for bad in ("model.margin", "=[1]", "model.margin=", "model.margin=[]", "k=[1,"):
+        with pytest.raises(LabError, match="grid"):
+            parse_grid_argument(bad)
+
+
+def test_grids_expand_to_every_combination_then_the_next_grid():
+    settings = expand([{"a": [1, 2], "b": ["x", "y"]}, {"a": [1], "b": ["x"]}, {"c": [0]}])
+    assert settings == [
+        {"a": 1, "b": "x"},
+        {"a": 1, "b": "y"},
+        {"a": 2, "b": "x"},
+        {"a": 2, "b": "y"},
+        {"c": 0},
+    ]
+    assert slug({"model.init_args.center_weight": 0.1, "model.center_lr": 1}) == (
+        "center_weight-0.1_center_lr-1"
+    )
+
+
+def test_grid_file_holds_a_map_or_a_list_of_maps(tmp_path):
+    one = tmp_path / "one.yaml"
+    one.write_text("grid:\n  model.margin: [0.1, 0.2]\n  model.soft_margin: false\n")
+    assert load_grid_file(one) == [{"model.margin": [0.1, 0.2], "model.soft_margin": [False]}]
+    two = tmp_path / "two.yaml"
+    two.write_text("grid:\n  - {model.a: [1, 2]}\n  - {model.b: [3]}\n")
+    assert expand(load_grid_file(two)) == [{"model.a": 1}, {"model.a": 2}, {"model.b": 3}]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("margin: [1, 2]\n")
+    with pytest.raises(LabError, match="grid:"):
+        load_grid_file(bad)
+    with pytest.raises(LabError, match="does not exist"):
+        load_grid_file(tmp_path / "missing.yaml")
+
+
+def test_a_sweep_of_two_settings_makes_two_runs_and_one_table(workdir, capsys):
+    grid = "model.init_args.optimizer.init_args.lr=[0.01, 0.05]"
+    main(["sweep", "--config", DEMO, "--grid", grid, "--", *TINY])
+    sweep = workdir / "lightning_logs" / "sweeps" / "demo"
+    runs = sorted(p.relative_to(sweep).as_posix() for p in sweep.glob("*/version_*"))
+    assert runs == ["lr-0.01/version_0", "lr-0.05/version_0"]
+    table = pd.read_csv(sweep / "sweep.csv")
+    assert table["lr"].tolist() == [0.01, 0.05]
+    assert table["status"].tolist() == ["ok", "ok"]
+    for run, acc in zip(runs, table["test/acc"], strict=True):
+        metrics = pd.read_csv(sweep / run / "metrics.csv")
+        assert acc == pytest.approx(metrics["test/acc"].dropna().iloc[-1])
+        config = (sweep / run / "config.yaml").read_text()
+        assert f"lr: {run.split('/')[0].removeprefix('lr-')}" in config
+    assert (sweep / "sweep.md").read_text().count("| ok ") == 2
+    assert (sweep / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert "2 settings, 0 failed" in capsys.readouterr().out
+
+
+def test_a_failing_setting_is_recorded_and_the_sweep_goes_on(workdir, capsys):
+    # label_smoothing=1.0 parses but the task refuses it when it is built.
+    grid = "model.init_args.label_smoothing=[1.0, 0.1]"
+    main(["sweep", "--config", DEMO, "--grid", grid, "--name", "smooth", "--", *TINY])
+    table = pd.read_csv(workdir / "lightning_logs" / "sweeps" / "smooth" / "sweep.csv")
+    assert table["status"].tolist() == ["failed (fit)", "ok"]
+    assert "label_smoothing" in table["error"][0]
+    assert table["test/acc"].notna().tolist() == [False, True]
+    assert "2 settings, 1 failed" in capsys.readouterr().out
+
+
+def test_an_unknown_key_stops_the_sweep_before_anything_runs(workdir):
+    with pytest.raises(LabError, match="not a valid config.*no_such_option"):
+        sweep(["--config", DEMO, "--grid", "model.init_args.no_such_option=[1, 2]"])
+    assert not (workdir / "lightning_logs").exists()
+
+
+def test_a_sweep_without_a_grid_or_config_is_refused(workdir):
+    with pytest.raises(LabError, match="--grid"):
+        sweep(["--config", DEMO])
+    with pytest.raises(LabError, match="does not exist"):
+        sweep(["--config", "nope.yaml", "--grid", "model.x=[1]"])
