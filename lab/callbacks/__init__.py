@@ -1,7 +1,17 @@
 """Lightning callbacks that record runs and make the figures of a report."""
 
+from lab.callbacks.activations import ActivationMaps
 from lab.callbacks.checkpoint import LastAndBestCheckpoint
+from lab.callbacks.evaluation import TestEvaluation
+from lab.callbacks.gradients import GradientNorms
 from lab.callbacks.run_record import RunRecord
 from lab.callbacks.tsne import TSNEPlot
 
-__all__ = ["LastAndBestCheckpoint", "RunRecord", "TSNEPlot"]
+__all__ = [
+    "ActivationMaps",
+    "GradientNorms",
+    "LastAndBestCheckpoint",
+    "RunRecord",
+    "TSNEPlot",
+    "TestEvaluation",
+]

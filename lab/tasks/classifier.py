@@ -157,7 +157,7 @@ class Classifier(L.LightningModule):
         if logits is not None:
             self.val_acc(logits, y)
             self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
-        return self._collect("val", features, y)
+        return self._collect("val", features, logits, y)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
         features, logits, y, _ = self._step(batch, "test")
@@ -170,12 +170,21 @@ class Classifier(L.LightningModule):
             self.test_class_acc.update(logits, y)
             self.test_macro_f1(logits, y)
             self.log("test/macro_f1", self.test_macro_f1, on_epoch=True)
-        return self._collect("test", features, y)
+        return self._collect("test", features, logits, y)
 
-    def _collect(self, stage: str, features: torch.Tensor, targets: torch.Tensor):
+    def _collect(
+        self,
+        stage: str,
+        features: torch.Tensor,
+        logits: torch.Tensor | None,
+        targets: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
         """Keep the features for the epoch-end embedding metrics; also the step's output,
-        which callbacks (t-SNE) read."""
+        ``{"features", "targets"}`` and ``"logits"`` when there are any, which callbacks
+        (t-SNE, confusion matrix, ROC) read."""
         out = {"features": features.detach().float(), "targets": targets}
+        if logits is not None:
+            out["logits"] = logits.detach().float()
         if self.embedding_metrics:
             self._collected.setdefault(stage, []).append((out["features"], targets))
         return out

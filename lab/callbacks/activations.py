@@ -1,0 +1,306 @@
+"""Feature maps of chosen layers for a few fixed images: ``activations_<layer>.png`` in
+the run folder and the same figures in TensorBoard.
+
+A layer is named as in ``pl_module.named_modules()`` (``backbone.conv1``,
+``backbone.layer1``, ``backbone.layer2.0.conv1``, ...); the file keeps the dots of the name
+(``activations_backbone.layer1.png``), so a name maps back to exactly one layer.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import nn
+
+from lab.callbacks.tsne import _save_figure_atomically
+from lab.errors import LabError
+
+
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
+        return value[0]
+    return None
+
+
+def _images_of(batch: Any) -> torch.Tensor | None:
+    """The images ``(B, C, H, W)`` of a batch that is a tensor or ``(images, targets, ...)``."""
+    images = _first_tensor(batch)
+    if images is None or images.ndim != 4 or not images.is_floating_point():
+        return None
+    return images
+
+
+def _rescale(x: np.ndarray) -> np.ndarray:
+    """``x`` mapped to [0, 1] by its own minimum and maximum (a constant map gives 0)."""
+    low, high = float(np.min(x)), float(np.max(x))
+    return (x - low) / (high - low) if high > low else np.zeros_like(x)
+
+
+def as_maps(activation: torch.Tensor) -> torch.Tensor:
+    """A layer's output as ``(B, channels, H, W)``: a 4-D output as it is, a sequence
+    ``(B, C, L)`` as ``C`` maps of one row, a vector ``(B, D)`` as one map of one row."""
+    if activation.ndim == 4:
+        return activation
+    if activation.ndim == 3:
+        return activation.unsqueeze(2)
+    if activation.ndim == 2:
+        return activation[:, None, None, :]
+    raise LabError(
+        f"expected a layer output of 2 to 4 dimensions, got shape {tuple(activation.shape)}"
+    )
+
+
+def plot_activations(
+    images: torch.Tensor, activation: torch.Tensor, layer: str, max_channels: int = 16
+):
+    """A grid with one row per image: the input image (rescaled to [0, 1]; RGB if it has
+    3 channels, else its first channel in grey), then the first ``max_channels`` feature
+    maps of ``activation`` (see :func:`as_maps`), each rescaled to its own min/max."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib import pyplot as plt
+
+    maps = as_maps(activation.detach().float().cpu())
+    images = images.detach().float().cpu()
+    rows = min(len(images), len(maps))
+    channels = min(maps.shape[1], max_channels)
+    columns = channels + 1
+    figure, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(1.3 * columns, 1.3 * rows + 0.6),
+        dpi=100,
+        squeeze=False,
+    )
+    for r in range(rows):
+        image = images[r].numpy()
+        if image.shape[0] == 3:
+            axes[r, 0].imshow(_rescale(image.transpose(1, 2, 0)))
+        else:
+            axes[r, 0].imshow(_rescale(image[0]), cmap="gray", vmin=0, vmax=1)
+        for k in range(channels):
+            axes[r, k + 1].imshow(
+                _rescale(maps[r, k].numpy()), cmap="viridis", vmin=0, vmax=1, aspect="auto"
+            )
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].set_title("input", fontsize=8)
+    for k in range(channels):
+        axes[0, k + 1].set_title(f"ch {k}", fontsize=8)
+    if activation.ndim == 2:
+        title = f"{layer}: {activation.shape[1]} values, drawn as one row"
+    else:
+        shape = "x".join(str(s) for s in activation.shape[1:])
+        title = f"{layer}: {shape} (first {channels} channels)"
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+class ActivationMaps(L.Callback):
+    """Draws the feature maps of ``layers`` for the first ``num_images`` images of a batch.
+
+    With ``stage="test"`` the images are the first test batch's and the maps are drawn at
+    the end of testing; with ``stage="fit"`` they are the first validation batch's (the
+    first training batch's if there is no validation) and the maps are drawn at the end of
+    fitting. The model runs once more on those images, in eval mode and without
+    gradients; each layer gives ``activations_<layer>.png`` in the run folder (dots kept)
+    and the figure ``<stage>/activations/<layer>`` in TensorBoard.
+
+    Args:
+        layers: module names as in ``pl_module.named_modules()``, e.g. ``backbone.layer1``;
+            an unknown name is refused when the Trainer sets up, before anything runs.
+        num_images: how many images (rows).
+        max_channels: at most this many feature maps per image (the first ones).
+        stage: ``test`` (at the end of testing) or ``fit`` (at the end of fitting).
+    """
+
+    def __init__(
+        self,
+        layers: list[str],
+        num_images: int = 4,
+        max_channels: int = 16,
+        stage: Literal["test", "fit"] = "test",
+    ) -> None:
+        if isinstance(layers, str):
+            layers = [layers]
+        if not layers:
+            raise LabError(
+                "ActivationMaps.layers must name at least one layer, e.g. [backbone.layer1]"
+            )
+        if num_images < 1:
+            raise LabError(f"ActivationMaps.num_images must be at least 1, got {num_images}")
+        if max_channels < 1:
+            raise LabError(f"ActivationMaps.max_channels must be at least 1, got {max_channels}")
+        if stage not in ("test", "fit"):
+            raise LabError(f"ActivationMaps.stage must be 'test' or 'fit', got {stage!r}")
+        self.layers = list(layers)
+        self.num_images = num_images
+        self.max_channels = max_channels
+        self.stage = stage
+        self._images: torch.Tensor | None = None
+        self._train_images: torch.Tensor | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        names = [name for name, _ in pl_module.named_modules() if name]
+        known = set(names)
+        for layer in self.layers:
+            if layer not in known:
+                near = difflib.get_close_matches(layer, names, n=5, cutoff=0.5)
+                shown = ", ".join(near or names[:8])
+                raise LabError(
+                    f"ActivationMaps: {type(pl_module).__name__} has no layer {layer!r}; give a "
+                    f"name from named_modules(), e.g. {shown}"
+                )
+
+    # -- keeping the images --------------------------------------------------------------
+
+    def _keep(self, batch: Any) -> torch.Tensor | None:
+        images = _images_of(batch)
+        if images is None:
+            rank_zero_warn(
+                "ActivationMaps needs batches of images (B, C, H, W) or (images, targets); "
+                "no activation maps"
+            )
+            return None
+        return images[: self.num_images].detach().cpu().clone()
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.stage == "test":
+            self._images = None
+
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self.stage == "test" and batch_idx == 0 and dataloader_idx == 0:
+            if self._images is None:
+                self._images = self._keep(batch)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.stage == "fit":
+            self._images = self._train_images = None
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self.stage == "fit" and trainer.state.fn == "fit" and self._images is None:
+            if batch_idx == 0 and dataloader_idx == 0:
+                self._images = self._keep(batch)
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if self.stage == "fit" and self._train_images is None and batch_idx == 0:
+            self._train_images = self._keep(batch)
+
+    # -- drawing -------------------------------------------------------------------------
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.stage == "test":
+            self._draw(trainer, pl_module, self._images)
+            self._images = None
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.stage == "fit":
+            images = self._images if self._images is not None else self._train_images
+            self._draw(trainer, pl_module, images)
+            self._images = self._train_images = None
+
+    def activations(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, images: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Each layer's output for ``images`` (on the CPU, float), from one forward pass of
+        ``pl_module`` in eval mode without gradients; the modules' modes are restored."""
+        modules = dict(pl_module.named_modules())
+        found: dict[str, torch.Tensor] = {}
+
+        def hook_for(name: str):
+            def hook(module: nn.Module, args: Any, output: Any) -> None:
+                tensor = _first_tensor(output)
+                if tensor is not None and name not in found:  # first call of a shared layer
+                    found[name] = tensor.detach().float().cpu()
+
+            return hook
+
+        handles = [modules[name].register_forward_hook(hook_for(name)) for name in self.layers]
+        modes = {module: module.training for module in pl_module.modules()}
+        try:
+            pl_module.eval()
+            x = trainer.precision_plugin.convert_input(images.to(pl_module.device))
+            with torch.no_grad(), trainer.precision_plugin.forward_context():
+                pl_module(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+            for module, training in modes.items():
+                module.training = training
+        return found
+
+    def _draw(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, images: torch.Tensor | None
+    ) -> None:
+        if images is None or not trainer.is_global_zero:
+            return
+        from matplotlib import pyplot as plt
+
+        found = self.activations(trainer, pl_module, images)
+        run_dir = Path(trainer.log_dir) if trainer.log_dir is not None else None
+        writer = None
+        for logger in trainer.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if experiment is not None and hasattr(experiment, "add_figure"):
+                writer = experiment
+                break
+        for layer in self.layers:
+            if layer not in found:
+                rank_zero_warn(f"ActivationMaps: layer {layer!r} was not called by forward()")
+                continue
+            if not 2 <= found[layer].ndim <= 4:
+                rank_zero_warn(
+                    f"ActivationMaps: layer {layer!r} gives shape {tuple(found[layer].shape)}, "
+                    "not 2 to 4 dimensions; no figure"
+                )
+                continue
+            figure = plot_activations(images, found[layer], layer, self.max_channels)
+            try:
+                if run_dir is not None:
+                    run_dir.mkdir(parents=True, exist_ok=True)
+                    _save_figure_atomically(figure, run_dir / f"activations_{layer}.png")
+                if writer is not None:
+                    writer.add_figure(
+                        f"{self.stage}/activations/{layer}",
+                        figure,
+                        global_step=trainer.global_step,
+                        close=False,
+                    )
+            finally:
+                plt.close(figure)
+        if run_dir is not None:
+            rank_zero_info(f"activation maps of {len(self.layers)} layer(s) in {run_dir}")
