@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LAB := $(BIN)/lab
 PYTEST_ARGS ?=
+DEMO_REPORT ?= lightning_logs/reports/demo
 # Experiments: every experiments/<id>.yaml (files starting with _ are shared presets).
 EXPERIMENTS := $(sort $(basename $(notdir $(wildcard experiments/[!_]*.yaml))))
 # Experiments whose target runs more than its YAML once: rules below. A sweep runs its
@@ -38,11 +39,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install lab with its dev tools
 
-demo: $(STAMP) ## Digits on the CPU: cross-entropy vs triplet vs center loss, one table
+demo: $(STAMP) ## Digits on the CPU: cross-entropy vs triplet vs center loss, one table, one report
 	$(call run,demo,demo,)
 	$(call run,demo-triplet,demo-triplet,)
 	$(call run,demo-center,demo-center,)
 	$(LAB) summary demo demo-triplet demo-center
+	$(LAB) report demo demo-triplet demo-center --out $(DEMO_REPORT)
 
 $(filter-out $(MULTI_RUN),$(EXPERIMENTS)): %: $(STAMP)
 	$(call run,$@,$@,)

@@ -19,17 +19,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from lab.callbacks import RunRecord
+from lab.callbacks import RunRecord, TestEvaluation
 from lab.callbacks.checkpoint import LastAndBestCheckpoint
 from lab.errors import LabError
 from lab.loggers import AppendingCSVLogger
 from lab.runs import log_root, resolve_checkpoint, run_dir_of_checkpoint
 
 # The project's own commands, dispatched before LightningCLI sees the arguments.
-PROJECT_COMMANDS = {"summary": "lab.summary:main"}
+PROJECT_COMMANDS = {
+    "summary": "lab.summary:main",
+    "sweep": "lab.sweep:main",
+    "report": "lab.report:main",
+}
 
 
 class StageConfigCallback(SaveConfigCallback):
@@ -127,6 +132,10 @@ class LabCLI(LightningCLI):
             help="Where runs are written (default: $LAB_LOGS or lightning_logs).",
         )
         parser.add_lightning_class_args(LastAndBestCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        # Confusion matrix, per-class accuracy, ROC/AUC files and figures after every test
+        # (--evaluation.roc=false etc. to leave one out).
+        parser.add_lightning_class_args(TestEvaluation, "evaluation")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc",
@@ -134,6 +143,12 @@ class LabCLI(LightningCLI):
                 "checkpoint.save_last": True,
                 "checkpoint.filename": "best-epoch{epoch:03d}",
                 "checkpoint.auto_insert_metric_name": False,
+                # On in every experiment; the patience is long enough not to cut a cosine
+                # schedule's slow middle (override: --early_stopping.patience=N).
+                "early_stopping.monitor": "val/acc",
+                "early_stopping.mode": "max",
+                "early_stopping.patience": 10,
+                "early_stopping.min_delta": 0.0,
             }
         )
         parser.link_arguments(
