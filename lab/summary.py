@@ -35,12 +35,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     rows = [summarize(run) for run in _run_dirs(args.targets, log_root(args.log_root))]
     table = pd.DataFrame(rows).set_index("run")
-    print(table.to_markdown(floatfmt=".4f") if _has_tabulate() else table.to_string())
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    if "epochs" in table:
+        table["epochs"] = table["epochs"].astype("Int64")  # not 15.0000
+    formats = ["", *(".1f" if c.endswith(" seconds") else ".4f" for c in table)]  # run first
+    print(table.to_markdown(floatfmt=formats))
