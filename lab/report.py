@@ -478,11 +478,21 @@ def _plot_panel(axes: Any, curves: pd.DataFrame, kind: str) -> bool:
     axes.set_xlabel("epoch")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel(kind)
+    if kind == "loss":
+        _log_scale_if_wide(axes)
     if drawn:
         axes.legend(fontsize=8)
     else:
         axes.text(0.5, 0.5, f"no {kind} logged", ha="center", va="center")
     return drawn
+
+
+def _log_scale_if_wide(axes: Any) -> None:
+    """A log y-axis when the plotted values are positive and span more than 100x (e.g. a
+    first epoch whose loss dwarfs the rest), so the later epochs stay readable."""
+    values = [v for line in axes.get_lines() for v in line.get_ydata() if v == v]
+    if values and min(values) > 0 and max(values) / min(values) > 100:
+        axes.set_yscale("log")
 
 
 def plot_curves(curves: pd.DataFrame, title: str, path: Path) -> None:
@@ -521,6 +531,8 @@ def plot_comparison(curves: dict[str, pd.DataFrame], path: Path) -> None:
                     axes.plot(series.index, series.values, marker="o", markersize=3, label=run_id)
                     drawn = True
             axes.set_title(column)
+            if column.endswith("loss"):
+                _log_scale_if_wide(axes)
             axes.set_xlabel("epoch")
             axes.xaxis.set_major_locator(MaxNLocator(integer=True))
             if drawn:

@@ -316,3 +316,16 @@ def test_only_the_last_validation_tsne_is_shown(tmp_path: Path):
         "tsne_val_epoch (last)": tmp_path / "tsne_val_epoch010.png",
         "activations_layer1.png": tmp_path / "activations_layer1.png",
     }
+
+
+def test_a_loss_spanning_more_than_100x_is_drawn_on_a_log_axis():
+    from matplotlib import pyplot as plt
+
+    from lab.report import _log_scale_if_wide
+
+    for values, scale in (([158415.0, 10.4, 1.4], "log"), ([2.3, 1.1, 0.4], "linear")):
+        figure, axes = plt.subplots()
+        axes.plot([0, 1, 2], values)
+        _log_scale_if_wide(axes)
+        assert axes.get_yscale() == scale
+        plt.close(figure)
