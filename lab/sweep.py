@@ -7,7 +7,7 @@
 
 Each setting is fit (then tested on its last checkpoint) as its own run,
 ``<log root>/sweeps/<name>/<setting>/version_N/``; a setting that fails is recorded as
-failed and the sweep goes on. Every setting is checked against the config parser before
+failed and the sweep goes on (and exits 1 at the end, so ``make`` sees it). Every setting is checked against the config parser before
 the first one runs, so a key that does not exist stops the sweep at once. The sweep
 folder ends with ``sweep.csv`` and ``sweep.md`` (one row per setting: the swept values,
 status, the headline metrics) and ``sweep.png`` (the first swept key against the chosen
@@ -310,3 +310,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(table.drop(columns=["error"]).to_markdown(index=False, floatfmt=".4f"))
     failed = int((table["status"] != "ok").sum())
     print(f"sweep: {sweep_dir} ({len(table)} settings, {failed} failed)")
+    if failed:  # every setting ran, but the caller (make, a script) must see the failure
+        raise SystemExit(1)

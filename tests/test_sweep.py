@@ -80,7 +80,9 @@ def test_a_sweep_of_two_settings_makes_two_runs_and_one_table(workdir, capsys):
 def test_a_failing_setting_is_recorded_and_the_sweep_goes_on(workdir, capsys):
     # label_smoothing=1.0 parses but the task refuses it when it is built.
     grid = "model.init_args.label_smoothing=[1.0, 0.1]"
-    main(["sweep", "--config", DEMO, "--grid", grid, "--name", "smooth", "--", *TINY])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "--config", DEMO, "--grid", grid, "--name", "smooth", "--", *TINY])
+    assert exit_info.value.code == 1  # the sweep finished, but says a setting failed
     table = pd.read_csv(workdir / "lightning_logs" / "sweeps" / "smooth" / "sweep.csv")
     assert table["status"].tolist() == ["failed (fit)", "ok"]
     assert "label_smoothing" in table["error"][0]
