@@ -7,8 +7,9 @@
 
 Each setting is fit (then tested on its last checkpoint) as its own run,
 ``<log root>/sweeps/<name>/<setting>/version_N/``; a setting that fails is recorded as
-failed and the sweep goes on (and exits 1 at the end, so ``make`` sees it). Every setting is checked against the config parser before
-the first one runs, so a key that does not exist stops the sweep at once. The sweep
+failed and the sweep goes on (and exits 1 at the end, so ``make`` sees it). Every
+setting is checked against the config parser before the first one runs, so a key that
+does not exist stops the sweep at once. The sweep
 folder ends with ``sweep.csv`` and ``sweep.md`` (one row per setting: the swept values,
 status, the headline metrics) and ``sweep.png`` (the first swept key against the chosen
 metrics, one line per combination of the other keys).
