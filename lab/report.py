@@ -497,7 +497,7 @@ def _log_scale_if_wide(axes: Any) -> None:
 
 def plot_curves(curves: pd.DataFrame, title: str, path: Path) -> None:
     """A PNG with two panels: loss (train, val) and accuracy (train, val) against epoch."""
-    from lab.callbacks.tsne import _save_figure_atomically
+    from lab.callbacks.figures import save_figure_atomically
 
     plt = _pyplot()
     figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=100)
@@ -509,7 +509,7 @@ def plot_curves(curves: pd.DataFrame, title: str, path: Path) -> None:
         figure.suptitle(title)
         figure.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
-        _save_figure_atomically(figure, path)
+        save_figure_atomically(figure, path)
     finally:
         plt.close(figure)
 
@@ -518,7 +518,7 @@ def plot_comparison(curves: dict[str, pd.DataFrame], path: Path) -> None:
     """A PNG with every run's ``val/acc`` and ``val/loss`` curves overlaid."""
     from matplotlib.ticker import MaxNLocator
 
-    from lab.callbacks.tsne import _save_figure_atomically
+    from lab.callbacks.figures import save_figure_atomically
 
     plt = _pyplot()
     figure, panels = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
@@ -541,7 +541,7 @@ def plot_comparison(curves: dict[str, pd.DataFrame], path: Path) -> None:
                 axes.text(0.5, 0.5, f"no {column} logged", ha="center", va="center")
         figure.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
-        _save_figure_atomically(figure, path)
+        save_figure_atomically(figure, path)
     finally:
         plt.close(figure)
 

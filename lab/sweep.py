@@ -42,6 +42,7 @@ import pandas as pd
 import yaml
 
 from lab.errors import LabError
+from lab.report import setting_names
 from lab.runs import atomic_write_text, latest_run, log_root, summarize
 
 Setting = dict[str, Any]
@@ -92,29 +93,13 @@ def expand(grids: Sequence[dict[str, list[Any]]]) -> list[Setting]:
     return settings
 
 
-def short_names(keys: Sequence[str]) -> dict[str, str]:
-    """Column names for swept keys: the last dotted part (``lr`` for
-    ``model.init_args.optimizer.init_args.lr``), or the last two meaningful parts where
-    two keys would share it."""
-
-    def parts(key: str) -> list[str]:
-        kept = [p for p in key.split(".") if p not in ("init_args", "model", "data", "trainer")]
-        return kept or [key]
-
-    last = [parts(k)[-1] for k in keys]
-    return {
-        k: (".".join(parts(k)[-2:]) if last.count(name) > 1 else name)
-        for k, name in zip(keys, last, strict=True)
-    }
-
-
 def _keys(settings: Sequence[Setting]) -> list[str]:
     return list(dict.fromkeys(k for s in settings for k in s))
 
 
 def slug(setting: Setting) -> str:
     """A folder name for a setting, e.g. ``margin-0.2`` or ``center_weight-0.1_center_lr-1``."""
-    names = short_names(list(setting))
+    names = setting_names(list(setting))
     parts = [f"{names[k]}-{v}" for k, v in setting.items()]
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", "_".join(parts)) or "default"
 
@@ -169,7 +154,7 @@ def run_sweep(
     check_settings(base, settings)
     sweep_dir = root / "sweeps" / name
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    names = short_names(_keys(settings))
+    names = setting_names(_keys(settings))
     records = []
     for i, setting in enumerate(settings, 1):
         experiment = f"sweeps/{name}/{slug(setting)}"
@@ -203,7 +188,7 @@ def _write_tables(sweep_dir: Path, records: list[dict[str, Any]], settings: list
     table = pd.DataFrame(records)
     atomic_write_text(sweep_dir / "sweep.csv", table.to_csv(index=False))
     atomic_write_text(sweep_dir / "sweep.md", table.to_markdown(index=False, floatfmt=".4f") + "\n")
-    keys = list(short_names(_keys(settings)).values())
+    keys = list(setting_names(_keys(settings)).values())
     atomic_write_text(
         sweep_dir / "sweep.json",
         json.dumps({"keys": keys, "settings": settings}, indent=2, default=str) + "\n",
@@ -221,7 +206,7 @@ def plot_sweep(table: pd.DataFrame, keys: list[str], metrics: list[str], path: P
     matplotlib.use("Agg", force=False)
     from matplotlib import pyplot as plt
 
-    from lab.callbacks.tsne import _save_figure_atomically
+    from lab.callbacks.figures import save_figure_atomically
 
     x_key, others = keys[0], [k for k in keys[1:] if k in table]
     numeric = pd.api.types.is_numeric_dtype(table[x_key])
@@ -250,7 +235,7 @@ def plot_sweep(table: pd.DataFrame, keys: list[str], metrics: list[str], path: P
     figure.suptitle(f"sweep over {', '.join(keys)}")
     figure.tight_layout()
     try:
-        _save_figure_atomically(figure, path)
+        save_figure_atomically(figure, path)
     finally:
         plt.close(figure)
     return True
@@ -305,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     root = log_root(args.log_root)
     table = run_sweep(args.config, settings, name, root, extra, test=not args.no_test)
     sweep_dir = root / "sweeps" / name
-    keys = list(short_names(_keys(settings)).values())
+    keys = list(setting_names(_keys(settings)).values())
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     plot_sweep(table, keys, metrics, sweep_dir / "sweep.png")
     print(table.drop(columns=["error"]).to_markdown(index=False, floatfmt=".4f"))

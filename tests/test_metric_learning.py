@@ -4,6 +4,7 @@ triplet with and without cross-entropy, and nearest-centre classification."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -191,3 +192,19 @@ def test_an_untrained_embedder_has_no_logits_yet_but_still_trains():
     x, _ = one_batch()
     assert model(x) is None
     assert np.isfinite(model.features(x).detach().numpy()).all()
+
+
+@pytest.mark.parametrize(
+    ("name", "task"), [("demo-triplet", TripletEmbedder), ("demo-center", CenterLossClassifier)]
+)
+def test_a_cli_checkpoint_loads_without_arguments(lab, workdir, name, task):
+    config = Path(__file__).resolve().parents[1] / "experiments" / f"{name}.yaml"
+    tiny = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2"]
+    lab("fit", "--config", config, *tiny, "--trainer.limit_val_batches=1")
+    last = workdir / "lightning_logs" / name / "version_0" / "checkpoints" / "last.ckpt"
+    model = task.load_from_checkpoint(last)
+    assert "label_smoothing" not in model.hparams or task is CenterLossClassifier
+    x, _ = one_batch()
+    model.eval()
+    with torch.no_grad():
+        assert model(x).shape == (len(x), 10)

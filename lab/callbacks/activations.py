@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
-from lab.callbacks.tsne import _save_figure_atomically
+from lab.callbacks.figures import figure_writer, save_figure_atomically
 from lab.errors import LabError
 
 
@@ -272,12 +272,7 @@ class ActivationMaps(L.Callback):
 
         found = self.activations(trainer, pl_module, images)
         run_dir = Path(trainer.log_dir) if trainer.log_dir is not None else None
-        writer = None
-        for logger in trainer.loggers:
-            experiment = getattr(logger, "experiment", None)
-            if experiment is not None and hasattr(experiment, "add_figure"):
-                writer = experiment
-                break
+        writer = figure_writer(trainer)
         for layer in self.layers:
             if layer not in found:
                 rank_zero_warn(f"ActivationMaps: layer {layer!r} was not called by forward()")
@@ -292,7 +287,7 @@ class ActivationMaps(L.Callback):
             try:
                 if run_dir is not None:
                     run_dir.mkdir(parents=True, exist_ok=True)
-                    _save_figure_atomically(figure, run_dir / f"activations_{layer}.png")
+                    save_figure_atomically(figure, run_dir / f"activations_{layer}.png")
                 if writer is not None:
                     writer.add_figure(
                         f"{self.stage}/activations/{layer}",

@@ -32,7 +32,7 @@ from torchmetrics.functional.classification import (
     multiclass_roc,
 )
 
-from lab.callbacks.tsne import _class_names, _save_figure_atomically
+from lab.callbacks.figures import figure_writer, save_figure_atomically, task_class_names
 from lab.errors import LabError
 from lab.runs import atomic_write_text
 
@@ -331,15 +331,6 @@ def plot_roc(roc: pd.DataFrame, auc: pd.DataFrame):
 # -- the callback --------------------------------------------------------------------------
 
 
-def _figure_writer(trainer: L.Trainer) -> Any | None:
-    """The experiment of the first logger that can take figures (TensorBoard), if any."""
-    for logger in trainer.loggers:
-        experiment = getattr(logger, "experiment", None)
-        if experiment is not None and hasattr(experiment, "add_figure"):
-            return experiment
-    return None
-
-
 def _csv(table: pd.DataFrame, index: bool = False) -> str:
     buffer = io.StringIO()
     table.to_csv(buffer, index=index, float_format="%.9g")
@@ -413,7 +404,7 @@ class TestEvaluation(L.Callback):
             x = pl_module.all_gather(x).flatten(0, 1)
             y = pl_module.all_gather(y).flatten(0, 1)
         x, y = x.cpu(), y.cpu()
-        names = _class_names(pl_module, x.shape[1])[: x.shape[1]]
+        names = task_class_names(pl_module, x.shape[1])[: x.shape[1]]
         auc = auc_table(x, y, names) if self.roc else None
         if auc is not None:  # every process logs the same value (all hold all the data)
             macro = float(auc["auc"].iloc[-1])
@@ -450,13 +441,13 @@ class TestEvaluation(L.Callback):
                 csvs = {"roc.csv": _csv(roc), "auc.csv": _csv(auc)}
                 outputs.append(("roc", "test/roc", csvs, plot_roc(roc, auc)))
             run_dir = Path(trainer.log_dir) if trainer.log_dir is not None else None
-            writer = _figure_writer(trainer)
+            writer = figure_writer(trainer)
             for name, tag, csvs, figure in outputs:
                 if run_dir is not None:
                     run_dir.mkdir(parents=True, exist_ok=True)
                     for file_name, text in csvs.items():
                         atomic_write_text(run_dir / file_name, text)
-                    _save_figure_atomically(figure, run_dir / f"{name}.png")
+                    save_figure_atomically(figure, run_dir / f"{name}.png")
                 if writer is not None:
                     writer.add_figure(tag, figure, global_step=trainer.global_step, close=False)
             if run_dir is not None and outputs:

@@ -11,8 +11,6 @@ embeds it in 2-D with scikit-learn's Barnes-Hut ``TSNE``.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ import pandas as pd
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from lab.callbacks.figures import figure_writer, save_figure_atomically, task_class_names
 from lab.errors import LabError
 from lab.runs import atomic_write_text
 
@@ -123,17 +122,6 @@ def plot_embedding(
         )
     figure.tight_layout()
     return figure
-
-
-def _save_figure_atomically(figure: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            figure.savefig(handle, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class TSNEPlot(L.Callback):
@@ -259,7 +247,7 @@ class TSNEPlot(L.Callback):
         keep = subsample(y_np, self.max_points, self.seed)
         x_np, y_np = x_np[keep], y_np[keep]
         coordinates = embed_2d(x_np, self.pca_dim, self.perplexity, self.seed)
-        class_names = _class_names(pl_module, int(y_np.max()) + 1)
+        class_names = task_class_names(pl_module, int(y_np.max()) + 1)
         table = pd.DataFrame(
             {
                 "x": coordinates[:, 0],
@@ -277,10 +265,10 @@ class TSNEPlot(L.Callback):
                 buffer = io.StringIO()
                 table.to_csv(buffer, index=False, float_format="%.5f")
                 atomic_write_text(run_dir / f"{name}.csv", buffer.getvalue())
-                _save_figure_atomically(figure, run_dir / f"{name}.png")
+                save_figure_atomically(figure, run_dir / f"{name}.png")
                 rank_zero_info(f"t-SNE of {len(y_np)} {stage} features: {run_dir / name}.png")
-            experiment = getattr(trainer.logger, "experiment", None)
-            if experiment is not None and hasattr(experiment, "add_figure"):
+            experiment = figure_writer(trainer)
+            if experiment is not None:
                 experiment.add_figure(f"{stage}/tsne", figure, global_step=step, close=False)
                 if self.projector and hasattr(experiment, "add_embedding"):
                     experiment.add_embedding(
@@ -293,10 +281,3 @@ class TSNEPlot(L.Callback):
             from matplotlib import pyplot as plt
 
             plt.close(figure)
-
-
-def _class_names(pl_module: L.LightningModule, at_least: int) -> list[str]:
-    names = pl_module.class_names() if hasattr(pl_module, "class_names") else []
-    if len(names) < at_least:
-        names = [str(i) for i in range(at_least)]
-    return list(names)

@@ -12,10 +12,9 @@ All of them report the embedding metrics of ``Classifier`` (kNN, class-centre, r
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
 
 import torch
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from lab.errors import LabError
@@ -56,27 +55,13 @@ class CenterLossClassifier(Classifier):
         num_classes: int,
         center_weight: float = 0.1,
         center_lr: float = 0.5,
-        optimizer: OptimizerCallable = torch.optim.Adam,
-        scheduler: LRSchedulerCallable | None = None,
-        scheduler_interval: Literal["epoch", "step"] = "epoch",
-        label_smoothing: float = 0.0,
-        embedding_metrics: bool = True,
-        knn_k: int = 10,
+        **kwargs: Any,
     ) -> None:
         if center_weight < 0:
             raise LabError(f"model.center_weight (lambda) must be >= 0, got {center_weight}")
         if center_lr <= 0:
             raise LabError(f"model.center_lr (alpha) must be > 0, got {center_lr}")
-        super().__init__(
-            backbone,
-            num_classes,
-            optimizer,
-            scheduler,
-            scheduler_interval,
-            label_smoothing,
-            embedding_metrics,
-            knn_k,
-        )
+        super().__init__(backbone, num_classes, **kwargs)
         self.center_weight = center_weight
         self.center_lr = center_lr
         self.center_loss = CenterLoss(num_classes, self.backbone.num_features)
@@ -133,25 +118,11 @@ class TripletClassifier(Classifier):
         triplet_weight: float = 1.0,
         margin: float = 0.2,
         soft_margin: bool = False,
-        optimizer: OptimizerCallable = torch.optim.Adam,
-        scheduler: LRSchedulerCallable | None = None,
-        scheduler_interval: Literal["epoch", "step"] = "epoch",
-        label_smoothing: float = 0.0,
-        embedding_metrics: bool = True,
-        knn_k: int = 10,
+        **kwargs: Any,
     ) -> None:
         if triplet_weight < 0:
             raise LabError(f"model.triplet_weight must be >= 0, got {triplet_weight}")
-        super().__init__(
-            backbone,
-            num_classes,
-            optimizer,
-            scheduler,
-            scheduler_interval,
-            label_smoothing,
-            embedding_metrics,
-            knn_k,
-        )
+        super().__init__(backbone, num_classes, **kwargs)
         self.triplet_weight = triplet_weight
         self.triplet_loss = BatchHardTripletLoss(margin, soft_margin)
 
@@ -193,22 +164,10 @@ class TripletEmbedder(Classifier):
         num_classes: int,
         margin: float = 0.2,
         soft_margin: bool = False,
-        optimizer: OptimizerCallable = torch.optim.Adam,
-        scheduler: LRSchedulerCallable | None = None,
-        scheduler_interval: Literal["epoch", "step"] = "epoch",
-        embedding_metrics: bool = True,
-        knn_k: int = 10,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            backbone,
-            num_classes,
-            optimizer,
-            scheduler,
-            scheduler_interval,
-            0.0,
-            embedding_metrics,
-            knn_k,
-        )
+        super().__init__(backbone, num_classes, label_smoothing=0.0, **kwargs)
+        self.hparams.pop("label_smoothing", None)  # not an argument of this class
         self.triplet_loss = BatchHardTripletLoss(margin, soft_margin)
         dim = self.backbone.num_features
         self.register_buffer("centres", torch.zeros(num_classes, dim))
