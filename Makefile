@@ -13,7 +13,9 @@ EXPERIMENTS := $(sort $(basename $(notdir $(wildcard experiments/[!_]*.yaml))))
 # Experiments whose target runs more than its YAML once: rules below. A sweep runs its
 # experiments/_sweeps/<id>.yaml grid with `lab sweep` (one run per setting, one table).
 SWEEPS := $(sort $(basename $(notdir $(wildcard experiments/_sweeps/*.yaml))))
-MULTI_RUN := demo q1-grayscale $(SWEEPS)
+# stl10-svm is not a `lab fit` config: `lab svm` runs it.
+MULTI_RUN := demo q1-grayscale stl10-svm $(SWEEPS)
+CIFAR_REPORT ?= lightning_logs/reports/cifar-transfer
 
 # $(call run,<yaml id>,<experiment name>,<extra arguments>): fit, then test the last
 # checkpoint of that run. The blank line before endef ends the recipe line.
@@ -24,7 +26,8 @@ define run
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format bench-data bench-losses bench-tsne tb clean $(EXPERIMENTS)
+.PHONY: help install demo test lint format bench-data bench-losses bench-tsne tb clean \
+	cifar-transfer $(EXPERIMENTS)
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -56,8 +59,21 @@ q1-grayscale: $(STAMP) ## Tiny ImageNet in greyscale: CE, triplet, center
 	$(call run,q1-center,$@-center,--config experiments/_base/grayscale.yaml)
 	$(LAB) summary $@ $@-triplet $@-center
 
-$(SWEEPS): %: $(STAMP)
+# Sweeps that end by training their best setting (by val/acc) once more (lab sweep --final).
+SWEEPS_FINAL := cifar-tiny-aug
+
+$(filter-out $(SWEEPS_FINAL),$(SWEEPS)): %: $(STAMP)
 	$(LAB) sweep --config experiments/$@.yaml --grid_file experiments/_sweeps/$@.yaml
+
+$(SWEEPS_FINAL): %: $(STAMP)
+	$(LAB) sweep --config experiments/$@.yaml --grid_file experiments/_sweeps/$@.yaml --final
+
+stl10-svm: $(STAMP) ## ImageNet ResNet-50 features of STL-10 + SVMs: 3 kernels x 3 scalings, one table
+	$(LAB) svm --config experiments/stl10-svm.yaml
+
+cifar-transfer: $(STAMP) ## CIFAR-10: from scratch vs fine-tuned vs 5 / 9 children frozen, one report
+	$(MAKE) cifar-scratch cifar-finetune cifar-frozen
+	$(LAB) report cifar-scratch cifar-finetune sweeps/cifar-frozen --out $(CIFAR_REPORT)
 
 test: $(STAMP) lint ## Lint, then run the whole test suite (slow tests included)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -27,6 +27,7 @@ from lab.callbacks import RunRecord, TestEvaluation
 from lab.callbacks.checkpoint import LastAndBestCheckpoint
 from lab.errors import LabError
 from lab.loggers import AppendingCSVLogger
+from lab.models.resnet import is_weights_path, normalize_weights
 from lab.runs import log_root, resolve_checkpoint, run_dir_of_checkpoint
 
 # The project's own commands, dispatched before LightningCLI sees the arguments.
@@ -34,6 +35,7 @@ PROJECT_COMMANDS = {
     "summary": "lab.summary:main",
     "sweep": "lab.sweep:main",
     "report": "lab.report:main",
+    "svm": "lab.svm:main",
 }
 
 
@@ -169,6 +171,7 @@ class LabCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
         config["experiment"] = self._experiment_name(config)
+        resolve_normalization(config)
         root = log_root(config.get("log_root"))
         experiment_dir = root / config["experiment"]
         ckpt_path = config.get("ckpt_path")
@@ -205,6 +208,22 @@ class LabCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         trainer.callbacks.append(RunRecord(command=self._command))
         return trainer
+
+
+def resolve_normalization(config: Any) -> None:
+    """``data.normalization: auto`` becomes ``imagenet`` when the model's backbone starts
+    from torchvision's (ImageNet) weights, else ``dataset``; the saved config records it."""
+    data = config.get("data")
+    init = data.get("init_args") if data is not None and hasattr(data, "get") else None
+    if init is None or init.get("normalization") != "auto":
+        return
+    model_init = (config.get("model") or {}).get("init_args") or {}
+    backbone = model_init.get("backbone") if hasattr(model_init, "get") else None
+    backbone_init = backbone.get("init_args") if hasattr(backbone, "get") else None
+    weights = backbone_init.get("weights") if hasattr(backbone_init, "get") else None
+    weights = normalize_weights(weights) if isinstance(weights, str) else None
+    pretrained = weights is not None and not is_weights_path(weights)
+    init["normalization"] = "imagenet" if pretrained else "dataset"
 
 
 def main(args: Sequence[str] | None = None) -> None:

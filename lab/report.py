@@ -45,6 +45,8 @@ from lab.runs import atomic_write_text, latest_run, log_root, summarize, version
 # Always in the results table (blank where a run lacks them), then these when any run has them.
 MAIN_COLUMNS = ("test/acc", "test/acc_top5", "best val/acc", "epochs", "fit seconds")
 OPTIONAL_COLUMNS = (
+    "before/acc",  # before fine-tuning (lab.callbacks.BeforeFitEvaluation)
+    "trainable params",
     "test/knn_acc",
     "test/precision_at_1",
     "test/map_at_r",
@@ -54,8 +56,12 @@ OPTIONAL_COLUMNS = (
 # Figures a run folder may hold, shown side by side (``*`` patterns: one kind per file
 # name; ``tsne_val_epoch*.png``: only each run's last epoch).
 FIGURE_PATTERNS = (
+    # before/: the test split before fine-tuning (lab.callbacks.BeforeFitEvaluation)
+    "before/confusion_matrix.png",
     "confusion_matrix.png",
+    "before/per_class_accuracy.png",
     "per_class_accuracy.png",
+    "before/roc.png",
     "roc.png",
     "tsne.png",
     "tsne_val_epoch*.png",
@@ -431,11 +437,11 @@ def results_table(runs: Sequence[Run]) -> pd.DataFrame:
 def _format_cell(column: str, value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    if column == "epochs":
-        return str(int(value))
+    if column in ("epochs", "trainable params"):
+        return f"{int(value):,}" if column == "trainable params" else str(int(value))
     if column.endswith("seconds"):
         return f"{float(value):.1f}"
-    if column.startswith("test/") or column.startswith("best "):
+    if column.startswith(("test/", "before/", "best ")):
         return f"{float(value):.4f}"
     if isinstance(value, float):
         return f"{value:g}"
@@ -561,7 +567,8 @@ def _epoch_of(path: Path) -> int:
 
 
 def run_figures(run_dir: Path) -> dict[str, Path]:
-    """The figures of a run folder by kind: the file name, or for ``tsne_val_epoch*.png``
+    """The figures of a run folder by kind: the file's path in the run folder (e.g.
+    ``roc.png``, ``before/roc.png``), or for ``tsne_val_epoch*.png``
     ``tsne_val_epoch (last)`` with the last epoch's file."""
     found: dict[str, Path] = {}
     for pattern in FIGURE_PATTERNS:
@@ -571,7 +578,7 @@ def run_figures(run_dir: Path) -> dict[str, Path]:
                 found[LAST_ONLY[pattern]] = max(files, key=_epoch_of)
         else:
             for file in files:
-                found[file.name] = file
+                found[file.relative_to(run_dir).as_posix()] = file
     return found
 
 
@@ -678,7 +685,8 @@ def write_report(runs: Sequence[Run], out: Path, command: str, now: datetime | N
             if source is None:
                 cells[run.id] = None
                 continue
-            relative = f"figures/{run.id}/{source.name}"
+            flat = source.relative_to(run.path).as_posix().replace("/", "_")
+            relative = f"figures/{run.id}/{flat}"
             copy_atomically(source, out / relative)
             cells[run.id] = _image(relative, width)
         lines += [f"### {kind}", "", image_tables(cells), ""]

@@ -107,6 +107,7 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
 
 # The test metrics a summary shows, when a run has them.
 HEADLINE_METRICS = (
+    "before/acc",  # the test split before fine-tuning (lab.callbacks.BeforeFitEvaluation)
     "test/acc",
     "test/acc_top5",
     "test/knn_acc",
@@ -131,7 +132,11 @@ def summarize(run_dir: Path) -> dict[str, Any]:
     for column in HEADLINE_METRICS:
         if column in metrics and metrics[column].notna().any():
             row[column] = float(metrics[column].dropna().iloc[-1])
-    seconds = read_run_info(run_dir).get("seconds", {})
+    info = read_run_info(run_dir)
+    trainable = info.get("parameters", {}).get("trainable")
+    if trainable is not None:
+        row["trainable params"] = int(trainable)
+    seconds = info.get("seconds", {})
     for stage in ("fit", "test"):
         if stage in seconds:
             row[f"{stage} seconds"] = round(float(seconds[stage]), 1)

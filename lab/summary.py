@@ -35,7 +35,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     rows = [summarize(run) for run in _run_dirs(args.targets, log_root(args.log_root))]
     table = pd.DataFrame(rows).set_index("run")
-    if "epochs" in table:
-        table["epochs"] = table["epochs"].astype("Int64")  # not 15.0000
+    for column in ("epochs", "trainable params"):
+        if column in table:
+            table[column] = table[column].astype("Int64")  # not 15.0000
     formats = ["", *(".1f" if c.endswith(" seconds") else ".4f" for c in table)]  # run first
     print(table.to_markdown(floatfmt=formats))

@@ -11,8 +11,12 @@ failed and the sweep goes on (and exits 1 at the end, so ``make`` sees it). Ever
 setting is checked against the config parser before the first one runs, so a key that
 does not exist stops the sweep at once. The sweep
 folder ends with ``sweep.csv`` and ``sweep.md`` (one row per setting: the swept values,
-status, the headline metrics) and ``sweep.png`` (the first swept key against the chosen
-metrics, one line per combination of the other keys).
+status, the headline metrics), ``sweep.png`` (the first swept key against the chosen
+metrics, one line per combination of the other keys) and ``sweep_curves.png`` /
+``sweep_curves.csv``: every setting's ``train_step/loss``, ``train_step/acc`` and
+``grad_norm/total`` over the optimizer steps and its ``val/acc`` per epoch, one line per
+setting (those metrics the runs logged; see ``Classifier(step_metrics=True)`` and the
+``GradientNorms`` callback).
 
 A grid file is YAML: ``grid`` maps keys to lists of values (every combination is run),
 or is a list of such maps (their settings are run one after the other, e.g. a sweep over
@@ -21,6 +25,18 @@ lambda with alpha fixed, then over alpha with lambda fixed)::
     grid:
       - {model.center_weight: [0.01, 0.1, 1]}
       - {model.center_lr: [0.1, 1]}
+
+A value may be a map, e.g. a whole optimizer, and one grid map may set several keys
+together (a list of one-value maps is a list of hand-picked settings)::
+
+    grid:
+      - {model.init_args.optimizer: {class_path: torch.optim.SGD, init_args: {lr: 0.01}},
+         data.init_args.batch_size: 64}
+      - {model.init_args.optimizer: {class_path: torch.optim.Adam, init_args: {lr: 0.001}},
+         data.init_args.batch_size: 64}
+
+A list value is always a list of values to sweep: a value that is itself a list (Adam's
+``betas``) is written inside one, ``betas: [[0.9, 0.999], [0.5, 0.999]]``.
 """
 
 from __future__ import annotations
@@ -97,11 +113,29 @@ def _keys(settings: Sequence[Setting]) -> list[str]:
     return list(dict.fromkeys(k for s in settings for k in s))
 
 
+def describe(value: Any) -> Any:
+    """A swept value as the table and folder names show it: scalars as they are, a class
+    map as ``SGD(lr=0.01, momentum=0.9)``, other maps and lists as short text."""
+    if isinstance(value, dict):
+        if "class_path" in value:
+            name = str(value["class_path"]).rsplit(".", 1)[-1]
+            arguments = value.get("init_args") or {}
+            inner = ", ".join(f"{k}={describe(v)}" for k, v in arguments.items())
+            return f"{name}({inner})"
+        return "{" + ", ".join(f"{k}={describe(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(str(describe(v)) for v in value) + "]"
+    return value
+
+
 def slug(setting: Setting) -> str:
-    """A folder name for a setting, e.g. ``margin-0.2`` or ``center_weight-0.1_center_lr-1``."""
+    """A folder name for a setting, e.g. ``margin-0.2``, ``center_weight-0.1_center_lr-1``
+    or ``optimizer-SGD_lr=0.01_batch_size-1``."""
     names = setting_names(list(setting))
-    parts = [f"{names[k]}-{v}" for k, v in setting.items()]
-    return re.sub(r"[^A-Za-z0-9._=-]+", "_", "_".join(parts)) or "default"
+    parts = [f"{names[k]}-{describe(v)}" for k, v in setting.items()]
+    text = re.sub(r"[^A-Za-z0-9._=-]+", "_", "_".join(parts))
+    text = re.sub(r"_{2,}", "_", text).replace("-_", "-")
+    return text.strip("_") or "default"
 
 
 def _override(key: str, value: Any) -> str:
@@ -170,7 +204,7 @@ def run_sweep(
             code, message = _lab(["test", *common, "--ckpt_path", "last"])
             if code != 0:
                 status, error = "failed (test)", message
-        record: dict[str, Any] = {names[k]: v for k, v in setting.items()}
+        record: dict[str, Any] = {names[k]: describe(v) for k, v in setting.items()}
         record.update(status=status, error=error, seconds=round(time.perf_counter() - started, 1))
         run = latest_run(root / experiment)
         if run is not None and (run / "metrics.csv").is_file():
@@ -182,6 +216,59 @@ def run_sweep(
             print(f"lab sweep: {setting} {status}: {error}", file=sys.stderr, flush=True)
         _write_tables(sweep_dir, records, settings)  # after every setting: nothing is lost
     return pd.DataFrame(records)
+
+
+def best_setting(settings: list[Setting], table: pd.DataFrame, select: str) -> Setting:
+    """The setting whose row has the highest ``select`` among those that ran (ok), with
+    only the keys that vary across the grid (one-valued keys are how the sweep ran)."""
+    if select not in table:
+        raise LabError(f"--select {select!r} is not a column of the sweep table: {list(table)}")
+    ok = table[(table["status"] == "ok") & table[select].notna()]
+    if ok.empty:
+        raise LabError(f"no setting finished with a value of {select!r}: nothing to train further")
+    best = settings[int(ok[select].astype(float).idxmax())]
+    varying = {k for k in _keys(settings) if len({describe(s.get(k)) for s in settings}) > 1}
+    return {k: v for k, v in best.items() if k in varying}
+
+
+def run_final(
+    configs: list[str],
+    settings: list[Setting],
+    table: pd.DataFrame,
+    name: str,
+    root: Path,
+    extra: Sequence[str],
+    select: str,
+) -> pd.DataFrame:
+    """Fit and test the best setting once more as ``sweeps/<name>/final``; the table with
+    its row appended (``final`` in the ``status``-adjacent ``setting`` column)."""
+    chosen = best_setting(settings, table, select)
+    print(f"lab sweep: final run of the best by {select}: {chosen}", file=sys.stderr, flush=True)
+    base = [arg for config in configs for arg in ("--config", config)] + list(extra)
+    experiment = f"sweeps/{name}/final"
+    overrides = [_override(k, v) for k, v in chosen.items()]
+    common = [*base, *overrides, "--experiment", experiment, "--log_root", str(root)]
+    started = time.perf_counter()
+    status, error = "ok", ""
+    code, message = _lab(["fit", *common])
+    if code != 0:
+        status, error = "failed (fit)", message
+    else:
+        code, message = _lab(["test", *common, "--ckpt_path", "last"])
+        if code != 0:
+            status, error = "failed (test)", message
+    names = setting_names(_keys(settings))
+    record: dict[str, Any] = {names[k]: describe(v) for k, v in chosen.items()}
+    record.update(status=f"final: {status}", error=error)
+    record["seconds"] = round(time.perf_counter() - started, 1)
+    run = latest_run(root / experiment)
+    if run is not None and (run / "metrics.csv").is_file():
+        record.update(summarize(run), run=str(run.relative_to(root)))
+    table = pd.concat([table, pd.DataFrame([record])], ignore_index=True)
+    sweep_dir = root / "sweeps" / name
+    atomic_write_text(sweep_dir / "sweep.csv", table.to_csv(index=False))
+    atomic_write_text(sweep_dir / "sweep.md", table.to_markdown(index=False, floatfmt=".4f") + "\n")
+    return table
 
 
 def _write_tables(sweep_dir: Path, records: list[dict[str, Any]], settings: list[Setting]) -> None:
@@ -241,6 +328,145 @@ def plot_sweep(table: pd.DataFrame, keys: list[str], metrics: list[str], path: P
     return True
 
 
+# Curves of every setting on one figure: metrics over optimizer steps, then per epoch.
+STEP_CURVES = ("train_step/loss", "train_step/acc", "grad_norm/total")
+EPOCH_CURVES = ("val/acc",)
+
+
+def curve_table(runs: dict[str, Path]) -> pd.DataFrame:
+    """The long table behind ``sweep_curves``: ``setting, step, metric, value, epoch``, one
+    row per logged value of ``STEP_CURVES`` and ``EPOCH_CURVES`` in each setting's run
+    folder (``{label: run folder}``); a value logged twice for the same step (a resumed
+    run) keeps the later one, ``val/acc`` keeps the last of each epoch. Runs without a
+    readable ``metrics.csv`` are left out."""
+    from lab.report import Run, read_metrics
+
+    columns = ["setting", "step", "metric", "value", "epoch"]
+    frames = []
+    for label, run_dir in runs.items():
+        run = Run(path=Path(run_dir), id=label)
+        read_metrics(run)  # a truncated last row is left out
+        if run.metrics is None:
+            continue
+        metrics = run.metrics
+        for metric in (*STEP_CURVES, *EPOCH_CURVES):
+            if metric not in metrics or metrics[metric].isna().all():
+                continue
+            rows = metrics.dropna(subset=[metric])
+            frame = pd.DataFrame(
+                {
+                    "setting": label,
+                    "step": rows["step"] if "step" in rows else float("nan"),
+                    "metric": metric,
+                    "value": rows[metric].astype(float),
+                    "epoch": rows["epoch"] if "epoch" in rows else float("nan"),
+                }
+            )
+            by = "epoch" if metric in EPOCH_CURVES else "step"
+            frame = frame.dropna(subset=[by]).drop_duplicates(subset=[by], keep="last")
+            frames.append(frame.sort_values(by))
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    table = pd.concat(frames, ignore_index=True)[columns]
+    for column in ("step", "epoch"):
+        table[column] = table[column].astype("Int64")
+    return table
+
+
+def plot_curves(table: pd.DataFrame, path: Path, smooth_points: int = 50) -> bool:
+    """One figure, a panel per metric of ``curve_table``'s table (step metrics against the
+    optimizer step, ``val/acc`` against the epoch), one line per setting; False if the
+    table is empty. Step curves are drawn as moving averages of about
+    ``1 / smooth_points`` of their length (batch accuracy at batch size 1 is 0 or 1); the
+    step axis turns logarithmic beyond step 10 (symlog) when the settings' step counts
+    differ more than 20-fold (batch size 1 against 64), so every setting stays visible."""
+    metrics = [m for m in (*STEP_CURVES, *EPOCH_CURVES) if m in set(table["metric"])]
+    if table.empty or not metrics:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    from lab.callbacks.figures import save_figure_atomically
+    from lab.report import _log_scale_if_wide
+
+    settings = list(dict.fromkeys(table["setting"]))
+    colours = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(settings)}
+    columns = min(len(settings), 3)
+    legend_rows = -(-len(settings) // columns)
+    height = 4.0 + 0.25 * legend_rows  # inches: the panels, then the legend below them
+    figure, axes = plt.subplots(
+        1, len(metrics), figsize=(5 * len(metrics), height), squeeze=False, dpi=100
+    )
+    for axis, metric in zip(axes[0], metrics, strict=True):
+        rows = table[table["metric"] == metric]
+        per_epoch = metric in EPOCH_CURVES
+        x_column = "epoch" if per_epoch else "step"
+        windows = []
+        for setting in settings:
+            series = rows[rows["setting"] == setting]
+            if series.empty:
+                continue
+            x = series[x_column].astype(float).to_numpy()
+            y = series["value"]
+            window = 1 if per_epoch else max(1, len(series) // smooth_points)
+            windows.append(window)
+            y = y.rolling(window, min_periods=1).mean() if window > 1 else y
+            marker = "o" if per_epoch else None
+            axis.plot(
+                x,
+                y.to_numpy(),
+                marker=marker,
+                markersize=3,
+                linewidth=1.2,
+                color=colours[setting],
+                label=setting,
+            )
+        if per_epoch:
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+            axis.set_xlabel("epoch")
+        else:
+            last_steps = rows.groupby("setting")["step"].max().astype(float)
+            if len(last_steps) > 1 and last_steps.max() > 20 * max(last_steps.min(), 1.0):
+                axis.set_xscale("symlog", linthresh=10)
+            axis.set_xlabel("optimizer step")
+        if metric.endswith("loss") or metric.startswith("grad_norm"):
+            _log_scale_if_wide(axis)
+        smoothed = max(windows, default=1) > 1
+        axis.set_title(metric + (" (moving average)" if smoothed else ""))
+        axis.grid(alpha=0.3)
+    # One legend for all panels, below them: in a panel it would hide some curves.
+    entries: dict[str, Any] = {}
+    for axis in axes[0]:
+        for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    figure.legend(entries.values(), entries.keys(), loc="lower center", ncol=columns, fontsize=8)
+    figure.tight_layout(rect=(0, (0.1 + 0.25 * legend_rows) / height, 1, 1))
+    try:
+        save_figure_atomically(figure, path)
+    finally:
+        plt.close(figure)
+    return True
+
+
+def write_curves(runs: dict[str, Path], sweep_dir: Path) -> bool:
+    """``sweep_curves.csv`` and ``sweep_curves.png`` in ``sweep_dir`` from the settings'
+    run folders (``{label: run folder}``); False (nothing written) if none logged any of
+    the curves."""
+    table = curve_table(runs)
+    if table.empty:
+        return False
+    atomic_write_text(sweep_dir / "sweep_curves.csv", table.to_csv(index=False))
+    return plot_curves(table, sweep_dir / "sweep_curves.png")
+
+
+def setting_label(setting: Setting, names: dict[str, str]) -> str:
+    """A legend entry for a setting, e.g. ``optimizer=SGD(lr=0.01), batch_size=1``."""
+    return ", ".join(f"{names[k]}={describe(v)}" for k, v in setting.items()) or "default"
+
+
 def _log_spaced(values: pd.Series) -> bool:
     positive = values.dropna().astype(float)
     positive = positive[positive > 0]
@@ -265,6 +491,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="comma-separated metrics to plot against the swept value",
     )
     parser.add_argument("--no_test", action="store_true", help="fit only")
+    parser.add_argument(
+        "--final",
+        action="store_true",
+        help="then fit and test the best setting (by --select) once more, as "
+        "sweeps/<name>/final: with the values it was chosen for, and the config's own "
+        "values for the keys the grid held at one value (e.g. a shorter schedule)",
+    )
+    parser.add_argument(
+        "--select",
+        default="best val/acc",
+        help="the column that picks the best setting for --final (higher is better)",
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
     if "--" in argv:
@@ -293,8 +531,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     keys = list(setting_names(_keys(settings)).values())
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     plot_sweep(table, keys, metrics, sweep_dir / "sweep.png")
+    names = setting_names(_keys(settings))
+    runs = {
+        setting_label(setting, names): root / run
+        for setting, run in zip(settings, table.get("run", [None] * len(table)), strict=True)
+        if isinstance(run, str)
+    }
+    write_curves(runs, sweep_dir)
+    if args.final:
+        table = run_final(args.config, settings, table, name, root, extra, args.select)
     print(table.drop(columns=["error"]).to_markdown(index=False, floatfmt=".4f"))
-    failed = int((table["status"] != "ok").sum())
+    failed = int((~table["status"].isin(["ok", "final: ok"])).sum())
     print(f"sweep: {sweep_dir} ({len(table)} settings, {failed} failed)")
     if failed:  # every setting ran, but the caller (make, a script) must see the failure
         raise SystemExit(1)

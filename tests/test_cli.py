@@ -61,6 +61,8 @@ def fixture_overrides(config: Path) -> list[str]:
     extra = []
     if model.get("backbone", {}).get("init_args", {}).get("weights"):
         extra.append("--model.init_args.backbone.init_args.weights=null")
+    if data.get("train_subset"):
+        extra += ["--data.init_args.train_subset=60", "--data.init_args.val_fraction=0.2"]
     if data.get("num_classes_subset"):
         extra.append("--data.init_args.num_classes_subset=3")
     if data.get("pk_classes"):

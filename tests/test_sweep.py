@@ -101,3 +101,39 @@ def test_a_sweep_without_a_grid_or_config_is_refused(workdir):
         sweep(["--config", DEMO])
     with pytest.raises(LabError, match="does not exist"):
         sweep(["--config", "nope.yaml", "--grid", "model.x=[1]"])
+
+
+def test_best_setting_keeps_only_the_keys_that_vary():
+    from lab.sweep import best_setting
+
+    settings = [{"model.dropout": d, "trainer.max_epochs": 20} for d in (0.1, 0.2, 0.3, 0.4)]
+    table = pd.DataFrame(
+        {
+            "status": ["ok", "ok", "failed (fit)", "ok"],
+            "best val/acc": [0.50, 0.70, None, 0.60],
+            "test/acc": [0.9, 0.1, None, 0.2],  # never chosen by test
+        }
+    )
+    assert best_setting(settings, table, "best val/acc") == {"model.dropout": 0.2}
+    with pytest.raises(LabError, match="not a column"):
+        best_setting(settings, table, "val/nope")
+    with pytest.raises(LabError, match="no setting finished"):
+        best_setting(settings, table.assign(status="failed (fit)"), "best val/acc")
+
+
+def test_final_trains_the_best_setting_again_with_the_configs_own_values(workdir, capsys):
+    grid = ["--grid", "model.label_smoothing=[0.0, 0.2]", "--grid", "trainer.max_epochs=[1]"]
+    fast = ["--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", *QUIET]
+    sweep(["--config", DEMO, *grid, "--final", "--", *fast])
+    sweep_dir = workdir / "lightning_logs" / "sweeps" / "demo"
+    table = pd.read_csv(sweep_dir / "sweep.csv")
+    assert list(table["status"]) == ["ok", "ok", "final: ok"]
+    best = table.iloc[:2]["best val/acc"].astype(float).idxmax()
+    assert table.iloc[2]["label_smoothing"] == table.iloc[best]["label_smoothing"]
+    final = sweep_dir / "final" / "version_0"
+    import yaml
+
+    saved = yaml.safe_load((final / "config.yaml").read_text())
+    assert saved["trainer"]["max_epochs"] == 15  # demo.yaml's own, not the sweep's 1
+    assert saved["model"]["init_args"]["label_smoothing"] == table.iloc[best]["label_smoothing"]
+    assert (final / "confusion_matrix.csv").is_file()  # tested too

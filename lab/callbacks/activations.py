@@ -123,6 +123,8 @@ class ActivationMaps(L.Callback):
         num_images: how many images (rows).
         max_channels: at most this many feature maps per image (the first ones).
         stage: ``test`` (at the end of testing) or ``fit`` (at the end of fitting).
+        image_indices: with ``stage="test"``, draw these images of the test split (by
+            index, e.g. a ship and a cat of CIFAR-10) instead of the first batch's.
     """
 
     def __init__(
@@ -131,6 +133,7 @@ class ActivationMaps(L.Callback):
         num_images: int = 4,
         max_channels: int = 16,
         stage: Literal["test", "fit"] = "test",
+        image_indices: list[int] | None = None,
     ) -> None:
         if isinstance(layers, str):
             layers = [layers]
@@ -148,6 +151,13 @@ class ActivationMaps(L.Callback):
         self.num_images = num_images
         self.max_channels = max_channels
         self.stage = stage
+        if image_indices is not None and stage != "test":
+            raise LabError("ActivationMaps.image_indices goes with stage='test'")
+        if image_indices is not None and (not image_indices or min(image_indices) < 0):
+            raise LabError(
+                f"ActivationMaps.image_indices must be test-split indices >= 0, got {image_indices}"
+            )
+        self.image_indices = list(image_indices) if image_indices is not None else None
         self._images: torch.Tensor | None = None
         self._train_images: torch.Tensor | None = None
 
@@ -161,6 +171,15 @@ class ActivationMaps(L.Callback):
                 raise LabError(
                     f"ActivationMaps: {type(pl_module).__name__} has no layer {layer!r}; give a "
                     f"name from named_modules(), e.g. {shown}"
+                )
+        if self.image_indices is not None and stage == "test":
+            test_set = getattr(trainer.datamodule, "test_set", None)
+            if test_set is None:
+                raise LabError("ActivationMaps.image_indices needs a data module with a test_set")
+            if max(self.image_indices) >= len(test_set):
+                raise LabError(
+                    f"ActivationMaps.image_indices {self.image_indices}: the test split has "
+                    f"{len(test_set)} images (indices 0 to {len(test_set) - 1})"
                 )
 
     # -- keeping the images --------------------------------------------------------------
@@ -224,7 +243,11 @@ class ActivationMaps(L.Callback):
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.stage == "test":
-            self._draw(trainer, pl_module, self._images)
+            images = self._images
+            if self.image_indices is not None:
+                test_set = trainer.datamodule.test_set
+                images = torch.stack([test_set[i][0] for i in self.image_indices])
+            self._draw(trainer, pl_module, images)
             self._images = None
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -6,7 +6,8 @@ The task's test steps return ``{"features", "targets", "logits"}`` (``lab.tasks.
 :class:`TestEvaluation` keeps the logits and targets and, at the end of testing, computes
 everything with torchmetrics (probabilities are the softmax of the logits). The plain
 functions below do the computing and the drawing, so they can be used (and tested)
-without a Trainer.
+without a Trainer; :func:`write_evaluation` writes every file of a set of scores (also
+raw scores, such as an SVM's decision values, with ``softmax=False``).
 
 A class that is absent from the test targets (or is the only class present) has no
 defined ROC curve or AUC: it is left out of ``roc.csv``, gets NaN in ``auc.csv`` and the
@@ -48,10 +49,15 @@ _TICKS_MAX = 50  # name the classes on the axes up to this many classes
 
 
 def _checked(
-    logits: torch.Tensor | np.ndarray, targets: torch.Tensor | np.ndarray, class_names: list[str]
+    logits: torch.Tensor | np.ndarray,
+    targets: torch.Tensor | np.ndarray,
+    class_names: list[str],
+    softmax: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(probabilities (N, C) float32, targets (N,) int64)`` on the CPU, after checking
-    that the shapes, the targets and the class names agree."""
+    """``(scores (N, C), targets (N,) int64)`` on the CPU, after checking that the shapes,
+    the targets and the class names agree. With ``softmax`` the scores are the float32
+    probabilities of the logits; without, the given scores as float64 (e.g. an SVM's
+    decision values, whose ties float32 could create)."""
     logits = torch.as_tensor(logits).detach().cpu()
     targets = torch.as_tensor(targets).detach().cpu()
     if logits.ndim != 2 or targets.ndim != 1 or len(logits) != len(targets):
@@ -71,7 +77,8 @@ def _checked(
             f"expected integer targets in [0, {num_classes}), got {targets.dtype} values from "
             f"{targets.min().item()} to {targets.max().item()}"
         )
-    return logits.float().softmax(dim=1), targets.long()
+    scores = logits.float().softmax(dim=1) if softmax else logits.double()
+    return scores, targets.long()
 
 
 def _counts(probabilities: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
@@ -87,14 +94,54 @@ def _defined(targets: torch.Tensor, num_classes: int) -> np.ndarray:
     return (support > 0) & (support < len(targets))
 
 
+def _roc_curves(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    classes: np.ndarray,
+    softmax: bool,
+    drop_intermediate: bool,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(fpr, tpr, threshold)`` float64 arrays of the one-vs-rest curve of each class in
+    ``classes`` (each has a defined curve), starting at (0, 0) with threshold ``inf``."""
+    if not softmax:  # raw scores: scikit-learn, which takes them as they are
+        from sklearn.metrics import roc_curve
+
+        y, x = targets.numpy(), scores.numpy()
+        return [roc_curve(y == c, x[:, c], drop_intermediate=drop_intermediate) for c in classes]
+    num_classes = scores.shape[1]
+    with warnings.catch_warnings():  # undefined classes are never asked for
+        warnings.filterwarnings("ignore", message="No (positive|negative) samples in targets")
+        fprs, tprs, thresholds = multiclass_roc(
+            scores, targets, num_classes=num_classes, thresholds=None
+        )
+    support = np.bincount(targets.numpy(), minlength=num_classes)
+    curves = []
+    for c in classes:
+        fpr = fprs[c].numpy().astype(np.float64)
+        tpr = tprs[c].numpy().astype(np.float64)
+        threshold = thresholds[c].numpy().astype(np.float64)
+        threshold[0] = np.inf  # torchmetrics puts 1.0 there, which a probability can equal
+        if drop_intermediate and len(fpr) > 3:
+            # scikit-learn's rule, on the (exact) counts behind the rates, applied (as
+            # there) to the points after the starting one
+            fps = np.rint(fpr[1:] * (len(targets) - support[c]))
+            tps = np.rint(tpr[1:] * support[c])
+            corner = np.logical_or(np.diff(fps, 2), np.diff(tps, 2))
+            keep = np.r_[0, 1 + np.flatnonzero(np.r_[True, corner, True])]
+            fpr, tpr, threshold = fpr[keep], tpr[keep], threshold[keep]
+        curves.append((fpr, tpr, threshold))
+    return curves
+
+
 def confusion_table(
     logits: torch.Tensor | np.ndarray,
     targets: torch.Tensor | np.ndarray,
     class_names: list[str],
+    softmax: bool = True,
 ) -> pd.DataFrame:
     """Integer counts, rows = true class, columns = predicted class, both labelled by
     class name; the index is named ``true\\predicted`` (:data:`INDEX_NAME`)."""
-    probabilities, targets = _checked(logits, targets, class_names)
+    probabilities, targets = _checked(logits, targets, class_names, softmax)
     index = pd.Index(list(class_names), name=INDEX_NAME)
     return pd.DataFrame(_counts(probabilities, targets), index=index, columns=list(class_names))
 
@@ -103,10 +150,11 @@ def per_class_table(
     logits: torch.Tensor | np.ndarray,
     targets: torch.Tensor | np.ndarray,
     class_names: list[str],
+    softmax: bool = True,
 ) -> pd.DataFrame:
     """Columns ``class, class_name, accuracy, support``: the share of each class's test
     samples predicted as that class (its recall; NaN for a class with no samples)."""
-    probabilities, targets = _checked(logits, targets, class_names)
+    probabilities, targets = _checked(logits, targets, class_names, softmax)
     counts = _counts(probabilities, targets)
     support = counts.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -126,6 +174,7 @@ def roc_table(
     targets: torch.Tensor | np.ndarray,
     class_names: list[str],
     drop_intermediate: bool = True,
+    softmax: bool = True,
 ) -> pd.DataFrame:
     """Columns ``class, class_name, fpr, tpr, threshold``: the points of each class's
     one-vs-rest ROC curve, classes without a curve left out.
@@ -136,29 +185,18 @@ def roc_table(
     the straight segments between them, so the curve and the area under it are the same,
     and a 10,000-sample, 200-class test split gives tens of thousands of rows, not two
     million.
+
+    With ``softmax=False`` the scores are taken as they are (an SVM's decision values):
+    the curves are then scikit-learn's ``roc_curve`` of each column, as torchmetrics
+    would apply a softmax to scores outside [0, 1].
     """
-    probabilities, targets = _checked(logits, targets, class_names)
-    num_classes = probabilities.shape[1]
-    with warnings.catch_warnings():  # undefined classes are dropped below
-        warnings.filterwarnings("ignore", message="No (positive|negative) samples in targets")
-        fprs, tprs, thresholds = multiclass_roc(
-            probabilities, targets, num_classes=num_classes, thresholds=None
-        )
-    support = np.bincount(targets.numpy(), minlength=num_classes)
+    scores, targets = _checked(logits, targets, class_names, softmax)
+    num_classes = scores.shape[1]
     parts = []
-    for c in np.flatnonzero(_defined(targets, num_classes)):
-        fpr = fprs[c].numpy().astype(np.float64)
-        tpr = tprs[c].numpy().astype(np.float64)
-        threshold = thresholds[c].numpy().astype(np.float64)
-        threshold[0] = np.inf  # torchmetrics puts 1.0 there, which a probability can equal
-        if drop_intermediate and len(fpr) > 3:
-            # scikit-learn's rule, on the (exact) counts behind the rates, applied (as
-            # there) to the points after the starting one
-            fps = np.rint(fpr[1:] * (len(targets) - support[c]))
-            tps = np.rint(tpr[1:] * support[c])
-            corner = np.logical_or(np.diff(fps, 2), np.diff(tps, 2))
-            keep = np.r_[0, 1 + np.flatnonzero(np.r_[True, corner, True])]
-            fpr, tpr, threshold = fpr[keep], tpr[keep], threshold[keep]
+    defined = np.flatnonzero(_defined(targets, num_classes))
+    for c, (fpr, tpr, threshold) in zip(
+        defined, _roc_curves(scores, targets, defined, softmax, drop_intermediate), strict=True
+    ):
         parts.append(
             pd.DataFrame(
                 {
@@ -185,19 +223,28 @@ def auc_table(
     logits: torch.Tensor | np.ndarray,
     targets: torch.Tensor | np.ndarray,
     class_names: list[str],
+    softmax: bool = True,
 ) -> pd.DataFrame:
     """Columns ``class, class_name, auc``: each class's one-vs-rest ROC AUC (NaN where it
     is undefined) and a last row ``-1, macro`` with their mean over the defined classes
-    (NaN if none is)."""
-    probabilities, targets = _checked(logits, targets, class_names)
-    num_classes = probabilities.shape[1]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="No (positive|negative) samples in targets")
-        auc = multiclass_auroc(
-            probabilities, targets, num_classes=num_classes, average=None, thresholds=None
-        )
-    auc = auc.numpy().astype(np.float64)
+    (NaN if none is). ``softmax=False``: the scores as they are (see :func:`roc_table`)."""
+    scores, targets = _checked(logits, targets, class_names, softmax)
+    num_classes = scores.shape[1]
     defined = _defined(targets, num_classes)
+    if softmax:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No (positive|negative) samples in targets")
+            auc = multiclass_auroc(
+                scores, targets, num_classes=num_classes, average=None, thresholds=None
+            ).numpy()
+    else:
+        from sklearn.metrics import roc_auc_score
+
+        y, x = targets.numpy(), scores.numpy()
+        auc = np.full(num_classes, np.nan)
+        for c in np.flatnonzero(defined):
+            auc[c] = roc_auc_score(y == c, x[:, c])
+    auc = auc.astype(np.float64)
     auc[~defined] = np.nan
     macro = float(auc[defined].mean()) if defined.any() else float("nan")
     return pd.DataFrame(
@@ -337,6 +384,70 @@ def _csv(table: pd.DataFrame, index: bool = False) -> str:
     return buffer.getvalue()
 
 
+def write_evaluation(
+    out_dir: Path | None,
+    scores: torch.Tensor | np.ndarray,
+    targets: torch.Tensor | np.ndarray,
+    class_names: list[str],
+    *,
+    softmax: bool = True,
+    writer: Any | None = None,
+    tag_prefix: str = "test",
+    global_step: int = 0,
+    confusion_matrix: bool = True,
+    per_class_accuracy: bool = True,
+    roc: bool = True,
+    normalize_display: bool = True,
+) -> pd.DataFrame | None:
+    """Write the evaluation files of classifier scores into ``out_dir`` and return the
+    :func:`auc_table` (None without ``roc``).
+
+    The files are those :class:`TestEvaluation` describes: ``confusion_matrix.csv/.png``,
+    ``per_class_accuracy.csv/.png``, ``roc.csv``, ``auc.csv`` and ``roc.png`` (each part
+    can be switched off). ``scores`` are logits (``softmax=True``: probabilities are
+    their softmax) or scores taken as they are (``softmax=False``, e.g. an SVM's one-vs-
+    rest decision values; the predicted class is the arg-max either way). Each figure
+    also goes to ``writer`` (a TensorBoard ``SummaryWriter``), if given, as
+    ``<tag_prefix>/confusion_matrix``, ``<tag_prefix>/per_class_accuracy`` and
+    ``<tag_prefix>/roc`` at ``global_step``. With ``out_dir`` None nothing is written to
+    disk (the figures still go to ``writer``).
+    """
+    outputs: list[tuple[str, dict[str, str], Any]] = []  # (name, CSVs, figure)
+    auc = None
+    plt = _pyplot()
+    try:
+        if confusion_matrix:
+            table = confusion_table(scores, targets, class_names, softmax=softmax)
+            figure = plot_confusion(table, normalize=normalize_display)
+            outputs.append(
+                ("confusion_matrix", {"confusion_matrix.csv": _csv(table, True)}, figure)
+            )
+        if per_class_accuracy:
+            table = per_class_table(scores, targets, class_names, softmax=softmax)
+            figure = plot_per_class(table)
+            outputs.append(("per_class_accuracy", {"per_class_accuracy.csv": _csv(table)}, figure))
+        if roc:
+            auc = auc_table(scores, targets, class_names, softmax=softmax)
+            curves = roc_table(scores, targets, class_names, softmax=softmax)
+            csvs = {"roc.csv": _csv(curves), "auc.csv": _csv(auc)}
+            outputs.append(("roc", csvs, plot_roc(curves, auc)))
+        for name, csvs, figure in outputs:
+            if out_dir is not None:
+                out_dir = Path(out_dir)
+                out_dir.mkdir(parents=True, exist_ok=True)
+                for file_name, text in csvs.items():
+                    atomic_write_text(out_dir / file_name, text)
+                save_figure_atomically(figure, out_dir / f"{name}.png")
+            if writer is not None:
+                writer.add_figure(
+                    f"{tag_prefix}/{name}", figure, global_step=global_step, close=False
+                )
+    finally:
+        for *_, figure in outputs:
+            plt.close(figure)
+    return auc
+
+
 class TestEvaluation(L.Callback):
     """At the end of testing, writes into the run folder (``trainer.log_dir``):
 
@@ -405,15 +516,16 @@ class TestEvaluation(L.Callback):
             y = pl_module.all_gather(y).flatten(0, 1)
         x, y = x.cpu(), y.cpu()
         names = task_class_names(pl_module, x.shape[1])[: x.shape[1]]
-        auc = auc_table(x, y, names) if self.roc else None
+        if trainer.is_global_zero:
+            auc = self._write(trainer, x, y, names)
+        else:
+            auc = auc_table(x, y, names) if self.roc else None
         if auc is not None:  # every process logs the same value (all hold all the data)
             macro = float(auc["auc"].iloc[-1])
             if np.isfinite(macro):
                 pl_module.log("test/auc_macro", macro)
             else:
                 rank_zero_warn("no class has a defined ROC AUC on the test split")
-        if trainer.is_global_zero:
-            self._write(trainer, x, y, names, auc)
 
     def _write(
         self,
@@ -421,38 +533,32 @@ class TestEvaluation(L.Callback):
         logits: torch.Tensor,
         targets: torch.Tensor,
         names: list[str],
-        auc: pd.DataFrame | None,
-    ) -> None:
-        outputs: list[tuple[str, str, dict[str, str], Any]] = []  # (name, tag, CSVs, figure)
-        plt = _pyplot()
-        try:
-            if self.confusion_matrix:
-                table = confusion_table(logits, targets, names)
-                figure = plot_confusion(table, normalize=self.normalize_display)
-                csvs = {"confusion_matrix.csv": _csv(table, index=True)}
-                outputs.append(("confusion_matrix", "test/confusion_matrix", csvs, figure))
-            if self.per_class_accuracy:
-                table = per_class_table(logits, targets, names)
-                csvs = {"per_class_accuracy.csv": _csv(table)}
-                figure = plot_per_class(table)
-                outputs.append(("per_class_accuracy", "test/per_class_accuracy", csvs, figure))
-            if auc is not None:
-                roc = roc_table(logits, targets, names)
-                csvs = {"roc.csv": _csv(roc), "auc.csv": _csv(auc)}
-                outputs.append(("roc", "test/roc", csvs, plot_roc(roc, auc)))
-            run_dir = Path(trainer.log_dir) if trainer.log_dir is not None else None
-            writer = figure_writer(trainer)
-            for name, tag, csvs, figure in outputs:
-                if run_dir is not None:
-                    run_dir.mkdir(parents=True, exist_ok=True)
-                    for file_name, text in csvs.items():
-                        atomic_write_text(run_dir / file_name, text)
-                    save_figure_atomically(figure, run_dir / f"{name}.png")
-                if writer is not None:
-                    writer.add_figure(tag, figure, global_step=trainer.global_step, close=False)
-            if run_dir is not None and outputs:
-                written = ", ".join(name for name, *_ in outputs)
-                rank_zero_info(f"test evaluation ({len(targets)} samples): {written} in {run_dir}")
-        finally:
-            for *_, figure in outputs:
-                plt.close(figure)
+    ) -> pd.DataFrame | None:
+        run_dir = Path(trainer.log_dir) if trainer.log_dir is not None else None
+        auc = write_evaluation(
+            run_dir,
+            logits,
+            targets,
+            names,
+            writer=figure_writer(trainer),
+            tag_prefix="test",
+            global_step=trainer.global_step,
+            confusion_matrix=self.confusion_matrix,
+            per_class_accuracy=self.per_class_accuracy,
+            roc=self.roc,
+            normalize_display=self.normalize_display,
+        )
+        written = [
+            name
+            for name, on in (
+                ("confusion_matrix", self.confusion_matrix),
+                ("per_class_accuracy", self.per_class_accuracy),
+                ("roc", self.roc),
+            )
+            if on
+        ]
+        if run_dir is not None and written:
+            rank_zero_info(
+                f"test evaluation ({len(targets)} samples): {', '.join(written)} in {run_dir}"
+            )
+        return auc

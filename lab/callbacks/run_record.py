@@ -15,6 +15,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
+from lab.models.freeze import count_parameters
 from lab.runs import atomic_write_text, read_run_info
 
 _PACKAGES = ("lab", "torch", "torchvision", "lightning", "torchmetrics", "scikit-learn", "numpy")
@@ -65,10 +66,12 @@ class RunRecord(L.Callback):
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         started = self._started.pop(stage, None)
         if started is not None and not trainer.sanity_checking:
-            self._write(trainer, stage, time.perf_counter() - started)
+            self._write(trainer, pl_module, stage, time.perf_counter() - started)
 
     @rank_zero_only
-    def _write(self, trainer: L.Trainer, stage: str, seconds: float) -> None:
+    def _write(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, seconds: float
+    ) -> None:
         if trainer.fast_dev_run or trainer.log_dir is None:
             return
         run_dir = Path(trainer.log_dir)
@@ -81,6 +84,7 @@ class RunRecord(L.Callback):
             accelerator=type(trainer.accelerator).__name__,
             devices=trainer.num_devices,
             precision=str(trainer.precision),
+            parameters=count_parameters(pl_module),
         )
         info.setdefault("commands", []).append(self.command)
         totals = info.setdefault("seconds", {})

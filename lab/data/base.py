@@ -67,6 +67,10 @@ class LabDataModule(L.LightningDataModule):
         pk_classes, pk_samples: if both set, every training batch holds ``pk_classes``
             classes with ``pk_samples`` images each (``lab.data.samplers.PKBatchSampler``),
             as batch-hard triplet mining needs.
+        shuffle: reshuffle the training items every epoch; False keeps the split's own
+            order (the same every epoch), for studies of what shuffling does. With
+            several processes Lightning's DistributedSampler takes this setting from the
+            loader.
     """
 
     num_classes: int
@@ -81,10 +85,16 @@ class LabDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         pk_classes: int | None = None,
         pk_samples: int | None = None,
+        shuffle: bool = True,
     ) -> None:
         super().__init__()
         if (pk_classes is None) != (pk_samples is None):
             raise LabError("set both data.pk_classes and data.pk_samples, or neither")
+        if pk_classes is not None and not shuffle:
+            raise LabError(
+                "data.shuffle=false does not apply to P x K batches (their sampler draws "
+                "random classes every epoch): leave data.shuffle on or unset pk_classes"
+            )
         if pk_classes is not None and (pk_classes < 2 or pk_samples < 2):
             raise LabError(
                 f"P x K batches need at least 2 classes and 2 images per class, "
@@ -102,6 +112,7 @@ class LabDataModule(L.LightningDataModule):
         self.seed = seed
         self.pin_memory = pin_memory
         self.pk_classes, self.pk_samples = pk_classes, pk_samples
+        self.shuffle = shuffle
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -113,7 +124,9 @@ class LabDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            # Under DDP, Lightning replaces the sampler by a DistributedSampler whose
+            # shuffle is read from this loader (``_is_dataloader_shuffled``).
+            shuffle=train and self.shuffle,
             drop_last=False,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,

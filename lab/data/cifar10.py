@@ -50,6 +50,20 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels
 
 
+def _checked_classes(classes: list[str] | None) -> list[str] | None:
+    """``classes`` as CIFAR-10 class names (at least two, no repeats), or None for all."""
+    if classes is None:
+        return None
+    names = [str(name) for name in classes]
+    unknown = [name for name in names if name not in CLASSES]
+    if unknown or len(set(names)) != len(names) or len(names) < 2:
+        raise LabError(
+            f"data.classes must name at least 2 different CIFAR-10 classes out of {CLASSES}, "
+            f"got {names}"
+        )
+    return names
+
+
 class CIFAR10DataModule(ImageDataModule):
     """CIFAR-10 under ``<root>/cifar-10-batches-py/``: 50k train (val held out), 10k test.
 
@@ -57,6 +71,9 @@ class CIFAR10DataModule(ImageDataModule):
         val_fraction: share of the training pool held out for validation (0.2: 40k / 10k).
         train_subset: if set, a seeded, stratified subset of this many training images,
             taken before the validation split (e.g. 5,000 for a "tiny CIFAR" study).
+        classes: if set, only these classes (by name, e.g. ``[cat, dog]``), labelled
+            0..k-1 in the order given; ``train_subset`` then counts images of these
+            classes only.
         verify: check the files' md5 against the published ones.
         download: download and extract the archive (with its md5) in ``prepare_data``.
         Others: see ``ImageDataModule``.
@@ -69,6 +86,7 @@ class CIFAR10DataModule(ImageDataModule):
         self,
         val_fraction: float = 0.2,
         train_subset: int | None = None,
+        classes: list[str] | None = None,
         verify: bool = True,
         download: bool = False,
         **kwargs: Any,
@@ -79,8 +97,9 @@ class CIFAR10DataModule(ImageDataModule):
         self.train_subset = train_subset
         self.verify = verify
         self.download = download
-        self.num_classes = 10
-        self.class_names = list(CLASSES)
+        self.classes = _checked_classes(classes)
+        self.class_names = list(self.classes or CLASSES)
+        self.num_classes = len(self.class_names)
 
     @property
     def data_dir(self) -> Path:
@@ -110,7 +129,15 @@ class CIFAR10DataModule(ImageDataModule):
         self._check()
         names = CIFAR10.train_list if split == "train" else CIFAR10.test_list
         parts = [read_batch(self.data_dir / name) for name, _ in names]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        images = np.concatenate([p[0] for p in parts])
+        labels = np.concatenate([p[1] for p in parts])
+        if self.classes is None:
+            return images, labels
+        # CIFAR-10 label -> position in ``classes`` (-1: dropped), in the order given.
+        new_label = np.full(len(CLASSES), -1, dtype=np.int64)
+        new_label[[CLASSES.index(name) for name in self.classes]] = np.arange(len(self.classes))
+        kept = new_label[labels] >= 0
+        return images[kept], new_label[labels[kept]]
 
     def train_indices(self, labels: np.ndarray) -> np.ndarray:
         if self.train_subset is None:

@@ -28,7 +28,7 @@ class DigitsDataModule(LabDataModule):
         channels: 1 (greyscale) or 3 (the grey value repeated, for RGB backbones).
         image_size: side length; 8 is native, larger sizes are bilinear upsampling.
         batch_size, eval_batch_size, num_workers, seed, pin_memory, pk_classes,
-            pk_samples: see ``LabDataModule``.
+            pk_samples, shuffle: see ``LabDataModule``.
     """
 
     def __init__(
@@ -44,9 +44,17 @@ class DigitsDataModule(LabDataModule):
         pin_memory: bool = False,
         pk_classes: int | None = None,
         pk_samples: int | None = None,
+        shuffle: bool = True,
     ) -> None:
         super().__init__(
-            batch_size, eval_batch_size, num_workers, seed, pin_memory, pk_classes, pk_samples
+            batch_size,
+            eval_batch_size,
+            num_workers,
+            seed,
+            pin_memory,
+            pk_classes,
+            pk_samples,
+            shuffle,
         )
         if channels not in (1, 3):
             raise LabError(f"data.channels must be 1 or 3, got {channels}")

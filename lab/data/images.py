@@ -70,12 +70,15 @@ class ImageDataModule(LabDataModule):
         val_fraction: share of the training images held out for validation (seeded,
             stratified).
         normalization: ``dataset`` (the data set's own mean/std), ``imagenet`` (for
-            ImageNet-pretrained backbones) or ``none``.
+            ImageNet-pretrained backbones), ``none``, or ``auto``: ``imagenet`` when the
+            model's backbone has torchvision weights (resolved by the ``lab`` CLI), else
+            ``dataset``.
         crop_padding, hflip, rotation: train-time augmentation (see ``image_transform``).
         pk_classes, pk_samples: if both set, training batches hold ``pk_classes`` classes
             with ``pk_samples`` images each (for batch-hard triplet mining); the batch
             size is then their product.
-        batch_size, eval_batch_size, num_workers, seed, pin_memory: see ``LabDataModule``.
+        batch_size, eval_batch_size, num_workers, seed, pin_memory, shuffle: see
+            ``LabDataModule``.
     """
 
     dataset_name: str = ""  # key of DATASET_STATS
@@ -86,7 +89,7 @@ class ImageDataModule(LabDataModule):
         image_size: int | None = None,
         channels: int = 3,
         val_fraction: float = 0.1,
-        normalization: Normalization = "dataset",
+        normalization: Normalization = "auto",
         crop_padding: int = 0,
         hflip: float = 0.0,
         rotation: float = 0.0,
@@ -97,9 +100,17 @@ class ImageDataModule(LabDataModule):
         num_workers: int = 0,
         seed: int = 0,
         pin_memory: bool = False,
+        shuffle: bool = True,
     ) -> None:
         super().__init__(
-            batch_size, eval_batch_size, num_workers, seed, pin_memory, pk_classes, pk_samples
+            batch_size,
+            eval_batch_size,
+            num_workers,
+            seed,
+            pin_memory,
+            pk_classes,
+            pk_samples,
+            shuffle,
         )
         if image_size is not None and image_size < 8:
             raise LabError(f"data.image_size must be at least 8, got {image_size}")

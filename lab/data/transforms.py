@@ -102,16 +102,21 @@ class _PadCrop(torch.nn.Module):
         return crop(image)
 
 
-Normalization = Literal["dataset", "imagenet", "none"]
+Normalization = Literal["auto", "dataset", "imagenet", "none"]
 
 
 def pick_stats(normalization: Normalization, dataset: str, channels: int) -> Stats | None:
-    """Resolve the ``normalization`` option of a data module to (mean, std) or None."""
+    """Resolve the ``normalization`` option of a data module to (mean, std) or None.
+
+    ``auto`` is resolved by ``lab`` (the CLI) to ``imagenet`` when the backbone starts from
+    torchvision's ImageNet weights, else to ``dataset``; here (no model known) it is
+    ``dataset``.
+    """
     if normalization == "none":
         return None
-    if normalization not in ("dataset", "imagenet"):
+    if normalization not in ("auto", "dataset", "imagenet"):
         raise LabError(
-            f"normalization must be 'dataset', 'imagenet' or 'none', got {normalization!r}"
+            f"normalization must be 'auto', 'dataset', 'imagenet' or 'none', got {normalization!r}"
         )
     key = "imagenet" if normalization == "imagenet" else dataset
     return channel_stats(DATASET_STATS[key], channels)

@@ -16,6 +16,8 @@ conv, the usual choice for 8 to 64 pixel images (CIFAR-style ResNets); without i
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -40,14 +42,21 @@ class ResNet(nn.Module):
         embedding_dim: if set, a linear layer from the pooled trunk vector to this many
             dimensions; the features and the classifier then use the embedding.
         normalize_embedding: L2-normalise the features (for metric learning).
-        dropout: dropout before the classifier.
+        dropout: dropout before the classifier (and between the layers of an MLP head).
+        head_hidden: widths of hidden layers of an MLP head (Linear, ReLU, Dropout each)
+            before the final linear layer; empty or None for a linear classifier.
         zero_init_residual: start each residual branch at zero (helps from-scratch runs).
-        weights: torchvision's pretrained weights to start from, by name: ``IMAGENET1K_V1``,
-            ``IMAGENET1K_V2`` (ResNet-50) or ``DEFAULT``; downloaded once into the torch
-            hub cache (``$TORCH_HOME``) and checked against their published hash. With one
+        weights: pretrained weights to start from. A torchvision name (``IMAGENET1K_V1``,
+            ``IMAGENET1K_V2`` for ResNet-50, or ``DEFAULT``) is downloaded once into the
+            torch hub cache (``$TORCH_HOME/hub/checkpoints``, checked against its published
+            hash) or read from there if a user put the file there; the data modules then
+            normalise with ImageNet's statistics (``data.normalization: auto``). With a
+            1000-way classifier (``num_classes=1000``) ImageNet's classifier is kept too.
+            A path loads a file of our own: a ``lab`` checkpoint (``.ckpt``, its
+            ``backbone.*`` weights) or a state dict saved with ``torch.save``; every trunk
+            weight must be in it, a classifier of another size is left out. With one
             input channel the RGB filters of the stem are summed; a small-input stem is new
-            (its 3x3 filters cannot come from the 7x7 ones). Pair with
-            ``data.normalization: imagenet``.
+            (its 3x3 filters cannot come from the 7x7 ones).
     """
 
     def __init__(
@@ -59,6 +68,7 @@ class ResNet(nn.Module):
         embedding_dim: int | None = None,
         normalize_embedding: bool = False,
         dropout: float = 0.0,
+        head_hidden: list[int] | None = None,
         zero_init_residual: bool = False,
         weights: str | None = None,
     ) -> None:
@@ -69,6 +79,10 @@ class ResNet(nn.Module):
             raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        if not 0.0 <= dropout < 1.0:
+            raise LabError(f"backbone.dropout must be in [0, 1), got {dropout}")
+        if any(width < 1 for width in head_hidden or []):
+            raise LabError(f"backbone.head_hidden must be positive widths, got {head_hidden}")
         trunk = _BUILDERS[depth](weights=None, zero_init_residual=zero_init_residual)
         if small_input or in_channels != 3:
             kernel, stride, padding = (3, 1, 1) if small_input else (7, 2, 3)
@@ -76,10 +90,11 @@ class ResNet(nn.Module):
             nn.init.kaiming_normal_(trunk.conv1.weight, mode="fan_out", nonlinearity="relu")
         if small_input:
             trunk.maxpool = nn.Identity()
-        # jsonargparse (4.53) turns a command-line "null" for an argument of a backbone
-        # nested in a model into the string "None"; no torchvision weight has that name.
-        if weights is not None and weights.strip().lower() not in ("none", "null", ""):
-            load_pretrained(trunk, depth, weights)
+        weights = normalize_weights(weights)
+        imagenet_fc = None
+        if weights is not None and not is_weights_path(weights):
+            imagenet_fc = load_pretrained(trunk, depth, weights)
+        self.weights = weights
         self.depth = depth
         self.in_channels = in_channels
         self.small_input = small_input
@@ -104,14 +119,37 @@ class ResNet(nn.Module):
         self.normalize_embedding = normalize_embedding
         self.num_features = embedding_dim or self.trunk_features
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout_rate = dropout
+        self.head_hidden = list(head_hidden or [])
         self.num_classes = 0
         self.fc: nn.Module = nn.Identity()
         self.reset_classifier(num_classes)
+        if imagenet_fc is not None and self.fc_fits(imagenet_fc):
+            self.fc.load_state_dict(imagenet_fc)
+        if weights is not None and is_weights_path(weights):
+            load_weights_file(self, Path(weights))
+
+    def fc_fits(self, state: dict[str, torch.Tensor]) -> bool:
+        """Whether a classifier state dict (``weight``, ``bias``) fits ``fc`` as it is."""
+        own = self.fc.state_dict()
+        return own.keys() == state.keys() and all(own[k].shape == v.shape for k, v in state.items())
 
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier with a freshly initialised one (0: no classifier)."""
+        """Replace the classifier with a freshly initialised one (0: no classifier): a
+        linear layer, or an MLP when ``head_hidden`` is set."""
         self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        if not num_classes:
+            self.fc = nn.Identity()
+            return
+        layers: list[nn.Module] = []
+        width = self.num_features
+        for hidden in self.head_hidden:
+            layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
+            if self.dropout_rate > 0:
+                layers.append(nn.Dropout(self.dropout_rate))
+            width = hidden
+        final = nn.Linear(width, num_classes)
+        self.fc = nn.Sequential(*layers, final) if layers else final
 
     def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
         """The last convolutional feature map, ``(B, C, H, W)``."""
@@ -136,8 +174,73 @@ class ResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def load_pretrained(trunk: tv_resnet.ResNet, depth: int, weights: str) -> None:
-    """Load torchvision's ``weights`` (by name) into ``trunk`` in place, fc excluded."""
+def normalize_weights(weights: str | None) -> str | None:
+    """``weights`` as given, or None for no weights.
+
+    jsonargparse (4.53) turns a command-line "null" for an argument of a backbone nested
+    in a model into the string "None"; no torchvision weight has that name.
+    """
+    if weights is None or weights.strip().lower() in ("none", "null", ""):
+        return None
+    return weights.strip()
+
+
+def is_weights_path(weights: str) -> bool:
+    """Whether ``weights`` names a file (a path) rather than torchvision weights."""
+    return "/" in weights or "\\" in weights or weights.endswith((".pth", ".pt", ".ckpt"))
+
+
+def load_weights_file(model: nn.Module, path: Path) -> None:
+    """Load a ``lab`` checkpoint's backbone or a saved state dict into ``model`` in place.
+
+    Every weight of the trunk (everything but the embedding layer and the classifier)
+    must be in the file with the same shape; a classifier or embedding of another size
+    is left as it is.
+    """
+    if not path.is_file():
+        raise LabError(
+            f"backbone.weights={str(path)!r} not found: expected a lab checkpoint (.ckpt) or "
+            "a state dict saved with torch.save, or a torchvision name such as IMAGENET1K_V1"
+        )
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # A Lightning checkpoint may pickle more than tensors (callback states, hyper-
+        # parameters): a file the user named themselves, so it is trusted like a config.
+        loaded = _load_any(path)
+    except Exception as error:  # truncated, not a torch file
+        raise LabError(f"cannot read weights from {path} ({error}); is it complete?") from error
+    state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(state, dict) or not state:
+        raise LabError(f"{path} holds no state dict (expected tensors by parameter name)")
+    if any(key.startswith("backbone.") for key in state):  # a lab task's checkpoint
+        prefix = "backbone."
+        state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    trunk_keys = {k for k in own if k.split(".", 1)[0] not in ("embedding", "fc")}
+    missing = sorted(trunk_keys - fitting.keys())
+    if missing:
+        raise LabError(
+            f"{path} does not fit this backbone: {len(missing)} trunk weights missing or of "
+            f"another shape (first: {missing[0]}); was it saved from the same depth, "
+            "in_channels and small_input?"
+        )
+    model.load_state_dict(fitting, strict=False)
+
+
+def _load_any(path: Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise LabError(f"cannot read weights from {path} ({error}); is it complete?") from error
+
+
+def load_pretrained(
+    trunk: tv_resnet.ResNet, depth: int, weights: str
+) -> dict[str, torch.Tensor] | None:
+    """Load torchvision's ``weights`` (by name) into ``trunk`` in place, fc excluded;
+    returns ImageNet's classifier (``weight``, ``bias``)."""
     enum = get_model_weights(f"resnet{depth}")
     if weights not in enum.__members__:
         raise LabError(
@@ -145,13 +248,16 @@ def load_pretrained(trunk: tv_resnet.ResNet, depth: int, weights: str) -> None:
             f"expected one of {sorted(enum.__members__)}"
         )
     chosen = enum[weights]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(chosen.url).name
     try:
+        # Reads the cached file if there is one, else downloads it (hash checked).
         state = chosen.get_state_dict(progress=False, check_hash=True)
     except Exception as error:  # no network, a corrupt cached file, an unpicklable one
         raise LabError(
-            f"could not load {chosen} from {chosen.url} ({error}); download that file into "
-            f"{torch.hub.get_dir()}/checkpoints/ or set backbone.weights=null"
+            f"could not load {chosen} ({type(error).__name__}: {error}): download "
+            f"{chosen.url} to {cached} (the cache of $TORCH_HOME), or set backbone.weights=null"
         ) from error
+    fc = {k.removeprefix("fc."): v for k, v in state.items() if k.startswith("fc.")}
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     stem = state["conv1.weight"]
     if trunk.conv1.weight.shape != stem.shape:
@@ -162,6 +268,7 @@ def load_pretrained(trunk: tv_resnet.ResNet, depth: int, weights: str) -> None:
     missing, unexpected = trunk.load_state_dict(state, strict=False)
     if unexpected or set(missing) - {"conv1.weight", "fc.weight", "fc.bias"}:
         raise LabError(f"{chosen} does not fit ResNet-{depth}: {missing} {unexpected}")
+    return fc or None
 
 
 def resnet18(**kwargs) -> ResNet:

@@ -1,6 +1,13 @@
 """LightningModules: the training systems that wrap a backbone."""
 
+from lab.tasks.binary import BinaryClassifier
 from lab.tasks.classifier import Classifier
 from lab.tasks.metric_learning import CenterLossClassifier, TripletClassifier, TripletEmbedder
 
-__all__ = ["CenterLossClassifier", "Classifier", "TripletClassifier", "TripletEmbedder"]
+__all__ = [
+    "BinaryClassifier",
+    "CenterLossClassifier",
+    "Classifier",
+    "TripletClassifier",
+    "TripletEmbedder",
+]

@@ -6,19 +6,21 @@ the metric-learning tasks (``lab.tasks.metric_learning``) change only what diffe
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from lab.errors import LabError
 from lab.metrics import embedding_metrics, retrieval_metrics
+from lab.models.freeze import apply_trainable_policy, count_parameters, freeze_batchnorm
 
 _MODULE_ARGS = ["backbone", "optimizer", "scheduler"]
 
@@ -55,6 +57,15 @@ class Classifier(L.LightningModule):
         label_smoothing: cross-entropy label smoothing.
         embedding_metrics: also judge the features as an embedding (kNN, retrieval).
         knn_k: neighbours of the kNN classifier.
+        trainable: which parts of the backbone train (``lab.models.freeze``): ``all``,
+            ``head`` (a linear probe), ``layer1``..``layer4``, ``conv``, ``bn`` or
+            ``downsample``; the new head always trains and frozen BatchNorm layers stay in
+            eval mode. The counts are logged as ``params/trainable`` and ``params/total``.
+        frozen_children: with ``trainable: all``, freeze the first k top-level children of
+            torchvision's ResNet (conv1, bn1, relu, maxpool, layer1..layer4, avgpool).
+        step_metrics: also log the loss and the batch accuracy of every training step
+            (``train_step/loss``, ``train_step/acc``; thinned by the Trainer's
+            ``log_every_n_steps``), for curves over steps (optimizer studies).
     """
 
     def __init__(
@@ -67,6 +78,9 @@ class Classifier(L.LightningModule):
         label_smoothing: float = 0.0,
         embedding_metrics: bool = True,
         knn_k: int = 10,
+        trainable: str = "all",
+        frozen_children: int = 0,
+        step_metrics: bool = False,
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -78,6 +92,8 @@ class Classifier(L.LightningModule):
         self.save_hyperparameters(ignore=None if _built_by_cli() else _MODULE_ARGS)
         self.backbone = backbone
         self.backbone.reset_classifier(self.head_classes(num_classes))
+        apply_trainable_policy(self.backbone, trainable, frozen_children)
+        self.trainable = trainable
         self.num_classes = num_classes
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -85,6 +101,7 @@ class Classifier(L.LightningModule):
         self.label_smoothing = label_smoothing
         self.embedding_metrics = embedding_metrics
         self.knn_k = knn_k
+        self.step_metrics = step_metrics
 
         def accuracy(**kwargs: Any) -> MulticlassAccuracy:
             return MulticlassAccuracy(num_classes=num_classes, **kwargs)
@@ -129,6 +146,32 @@ class Classifier(L.LightningModule):
 
     # -- the loop ------------------------------------------------------------------------
 
+    def train(self, mode: bool = True) -> Classifier:
+        """Train mode, except for frozen BatchNorm layers: they keep their statistics.
+
+        (Lightning does not call ``train()`` when fitting starts, only after validation,
+        where it restores each layer's own mode: ``on_fit_start`` sets them first.)
+        """
+        super().train(mode)
+        if mode:
+            freeze_batchnorm(self.backbone)
+        return self
+
+    def on_fit_start(self) -> None:
+        if self.training and freeze_batchnorm(self.backbone):
+            # Lightning warns about layers in eval mode; these are so on purpose.
+            warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+        counts = count_parameters(self)
+        rank_zero_info(
+            f"trainable parameters: {counts['trainable']:,} of {counts['total']:,} "
+            f"(model.trainable={self.trainable})"
+        )
+        for logger in self.loggers:
+            logger.log_metrics(
+                {"params/trainable": counts["trainable"], "params/total": counts["total"]},
+                step=self.global_step,
+            )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor | None:
         """Logits, ``(B, num_classes)``."""
         return self.logits(self.features(x))
@@ -148,6 +191,11 @@ class Classifier(L.LightningModule):
         if logits is not None:
             self.train_acc(logits, y)
             self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        if self.step_metrics:
+            self.log("train_step/loss", terms["loss"].detach(), on_step=True, on_epoch=False)
+            if logits is not None:
+                batch_acc = (logits.detach().argmax(dim=1) == y).float().mean()
+                self.log("train_step/acc", batch_acc, on_step=True, on_epoch=False)
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
         self.log("train/lr", lr, on_step=False, on_epoch=True)
         return terms["loss"]

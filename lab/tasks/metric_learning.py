@@ -128,6 +128,7 @@ class TripletClassifier(Classifier):
 
     def on_fit_start(self) -> None:
         _require_pk_batches(self)
+        super().on_fit_start()
 
     def objective(self, features, logits, targets):
         cross_entropy = self.loss(logits, targets)
@@ -191,6 +192,7 @@ class TripletEmbedder(Classifier):
 
     def on_fit_start(self) -> None:
         _require_pk_batches(self)
+        super().on_fit_start()
 
     def on_train_epoch_start(self) -> None:
         self._sums.zero_()
