@@ -14,7 +14,7 @@ EXPERIMENTS := $(sort $(basename $(notdir $(wildcard experiments/[!_]*.yaml))))
 # experiments/_sweeps/<id>.yaml grid with `lab sweep` (one run per setting, one table).
 SWEEPS := $(sort $(basename $(notdir $(wildcard experiments/_sweeps/*.yaml))))
 # stl10-svm is not a `lab fit` config: `lab svm` runs it.
-MULTI_RUN := demo q1-grayscale stl10-svm $(SWEEPS)
+MULTI_RUN := demo q1-grayscale q1-layerwise stl10-svm contrastive-linear contrastive-nn $(SWEEPS)
 CIFAR_REPORT ?= lightning_logs/reports/cifar-transfer
 
 # $(call run,<yaml id>,<experiment name>,<extra arguments>): fit, then test the last
@@ -67,6 +67,22 @@ $(filter-out $(SWEEPS_FINAL),$(SWEEPS)): %: $(STAMP)
 
 $(SWEEPS_FINAL): %: $(STAMP)
 	$(LAB) sweep --config experiments/$@.yaml --grid_file experiments/_sweeps/$@.yaml --final
+
+q1-layerwise: $(STAMP) ## STL-10 MLP: greedy layer-wise autoencoder pretraining vs the same MLP from scratch, one table
+	$(call run,q1-layerwise,q1-layerwise,)
+	$(call run,q1-layerwise-scratch,q1-layerwise-scratch,)
+	$(LAB) summary q1-layerwise q1-layerwise-scratch
+	$(LAB) report q1-layerwise q1-layerwise-scratch --out lightning_logs/reports/q1-layerwise
+
+# The last.ckpt of the newest contrastive run that has one (the rule of --ckpt_path last;
+# honours $$LAB_LOGS), looked up when the recipe runs, so `make contrastive
+# contrastive-linear` uses the run that just finished.
+CONTRASTIVE_CKPT = $(shell ls $${LAB_LOGS:-lightning_logs}/contrastive/version_*/checkpoints/last.ckpt 2>/dev/null | sort -V | tail -n 1)
+
+contrastive-linear contrastive-nn: %: $(STAMP) ## From the newest contrastive run: a linear probe / the encoder + FC trained end to end
+	@test -n "$(CONTRASTIVE_CKPT)" || { echo "make $@: no contrastive checkpoint; run make contrastive first" >&2; exit 2; }
+	$(call run,$@,$@,--model.init_args.backbone.init_args.weights=$(CONTRASTIVE_CKPT))
+	$(LAB) summary contrastive $@
 
 stl10-svm: $(STAMP) ## ImageNet ResNet-50 features of STL-10 + SVMs: 3 kernels x 3 scalings, one table
 	$(LAB) svm --config experiments/stl10-svm.yaml

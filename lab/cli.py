@@ -7,13 +7,19 @@ experiment is named by ``--experiment`` or else by the first config file's name,
 
 ``--ckpt_path last`` (or ``best``) is resolved here to the newest run of the same
 experiment that has a checkpoint, and that run's folder is reused: Lightning alone would
-look in a fresh ``version_N`` folder and silently start from scratch.
+look in a fresh ``version_N`` folder and silently start from scratch. ``--ckpt_path
+auto`` is ``last`` when there is such a run and a fresh start otherwise (for jobs that
+may be requeued, e.g. on SLURM).
+
+Every fit also gets ``lab.callbacks.reliability``'s ``Interruption`` (SIGTERM, Ctrl+C or
+a crash saves ``last.ckpt``) and ``DivergenceGuard`` (``--divergence.*``).
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,13 +28,21 @@ from typing import Any
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lab.callbacks import RunRecord, TestEvaluation
 from lab.callbacks.checkpoint import LastAndBestCheckpoint
+from lab.callbacks.reliability import DivergenceGuard, Interruption
 from lab.errors import LabError
 from lab.loggers import AppendingCSVLogger
 from lab.models.resnet import is_weights_path, normalize_weights
-from lab.runs import log_root, resolve_checkpoint, run_dir_of_checkpoint
+from lab.runs import (
+    check_checkpoint,
+    latest_run,
+    log_root,
+    resolve_checkpoint,
+    run_dir_of_checkpoint,
+)
 
 # The project's own commands, dispatched before LightningCLI sees the arguments.
 PROJECT_COMMANDS = {
@@ -138,6 +152,16 @@ class LabCLI(LightningCLI):
         # Confusion matrix, per-class accuracy, ROC/AUC files and figures after every test
         # (--evaluation.roc=false etc. to leave one out).
         parser.add_lightning_class_args(TestEvaluation, "evaluation")
+        # A NaN or infinite loss stops the run with the step and the last finite values
+        # (--divergence.action=skip drops such steps instead).
+        parser.add_lightning_class_args(DivergenceGuard, "divergence")
+        parser.add_argument(
+            "--seed",
+            type=int | None,
+            default=None,
+            help="Seed of the run (the same as --seed_everything); with "
+            "--trainer.deterministic=true two runs with the same seed give the same numbers.",
+        )
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc",
@@ -159,6 +183,13 @@ class LabCLI(LightningCLI):
 
     # -- naming and resuming -------------------------------------------------------------
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")  # self.subcommand is set after this
+        config = self.config[subcommand] if subcommand else self.config
+        if config.get("seed") is not None:  # --seed N is --seed_everything N
+            config["seed_everything"] = config["seed"]
+
     def _experiment_name(self, config: Any) -> str:
         if config.get("experiment"):
             return str(config["experiment"])
@@ -175,8 +206,13 @@ class LabCLI(LightningCLI):
         root = log_root(config.get("log_root"))
         experiment_dir = root / config["experiment"]
         ckpt_path = config.get("ckpt_path")
+        if ckpt_path == "auto":  # resume if there is something to resume, else start
+            found = latest_run(experiment_dir, with_checkpoint=True)
+            ckpt_path = "last" if found is not None else None
+            config["ckpt_path"] = ckpt_path
         if ckpt_path:
             ckpt = resolve_checkpoint(str(ckpt_path), experiment_dir)
+            check_checkpoint(ckpt)
             self._resolved_ckpt = str(ckpt)
             self._run_dir = run_dir_of_checkpoint(ckpt)
             # The saved config.yaml of a fit must repeat the run, not resume it again;
@@ -207,6 +243,7 @@ class LabCLI(LightningCLI):
             kwargs["logger"] = self._loggers(config)
         trainer = super().instantiate_trainer(**kwargs)
         trainer.callbacks.append(RunRecord(command=self._command))
+        trainer.callbacks.append(Interruption())
         return trainer
 
 
@@ -236,6 +273,9 @@ def main(args: Sequence[str] | None = None) -> None:
             getattr(module, function)(argv[1:])
             return
         LabCLI(args=None if args is None else argv)
+    except SIGTERMException:  # Interruption saved last.ckpt and said how to continue
+        print("lab: stopped by SIGTERM", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
     except Exception as error:
         user_error = _find_lab_error(error)
         if user_error is None:

@@ -66,6 +66,7 @@ FIGURE_PATTERNS = (
     "tsne.png",
     "tsne_val_epoch*.png",
     "activations_*.png",
+    "pretrain_loss.png",  # layer-wise autoencoder pretraining (lab.tasks.layerwise)
 )
 LAST_ONLY = {"tsne_val_epoch*.png": "tsne_val_epoch (last)"}
 # Config keys that are not settings of the experiment: names, paths, logging, callbacks.

@@ -86,6 +86,20 @@ def resolve_checkpoint(ckpt_path: str, experiment_dir: Path) -> Path:
     return last if ckpt_path == "last" else best_checkpoint(last)
 
 
+def check_checkpoint(path: Path) -> None:
+    """Raise a LabError if ``path`` is not a readable checkpoint (a truncated copy, a file
+    of another kind), before Lightning builds everything and fails with a traceback. The
+    file is memory-mapped, not read whole."""
+    try:
+        torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as error:
+        raise LabError(
+            f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); it is "
+            "damaged or incomplete: resume from another checkpoint of the run (--ckpt_path "
+            "best or a path) or start again without --ckpt_path"
+        ) from error
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a text file via a temporary file and a rename, so no reader sees half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -61,6 +61,8 @@ def fixture_overrides(config: Path) -> list[str]:
     extra = []
     if model.get("backbone", {}).get("init_args", {}).get("weights"):
         extra.append("--model.init_args.backbone.init_args.weights=null")
+    if (data.get("image_size") or 0) > 32:  # the wiring, not the resolution, is tested
+        extra.append("--data.init_args.image_size=32")
     if data.get("train_subset"):
         extra += ["--data.init_args.train_subset=60", "--data.init_args.val_fraction=0.2"]
     if data.get("num_classes_subset"):
@@ -231,7 +233,7 @@ def test_the_grayscale_overlay_turns_an_rgb_experiment_grey(lab, workdir, capsys
 def make_dry_run(target: str) -> list[str]:
     """The ``lab`` lines ``make -n <target>`` would run."""
     out = subprocess.run(
-        ["make", "-n", target], cwd=REPO, capture_output=True, text=True, check=True
+        ["make", "-n", *target.split()], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
     return [line for line in out.splitlines() if "/lab " in line]
 
@@ -275,3 +277,24 @@ def test_the_sweep_grids_are_the_sources_values():
     assert grid("q1-center") == [{"model.center_weight": w} for w in (0.1, 1)]
     assert [s["model.margin"] for s in grid("q2-tiny50-triplet")] == [0.1, 0.2, 0.5, 1.0]
     assert len(grid("q2-tiny50-center")) == 9
+
+
+def _catalogue_ids() -> list[str]:
+    """The experiment ids of ../shared/EXPERIMENTS.md's table (first column)."""
+    catalogue = REPO.parent / "shared" / "EXPERIMENTS.md"
+    ids = []
+    for line in catalogue.read_text().splitlines():
+        if line.startswith("| `"):
+            ids += [part.strip("` ") for part in line.split("|")[1].split(",")]
+    return ids
+
+
+def test_every_catalogued_experiment_has_a_yaml_a_make_target_and_a_readme_line():
+    ids = _catalogue_ids()
+    assert len(ids) >= 25 and "stl10-svm" in ids and "contrastive-nn" in ids
+    readme = (REPO / "README.md").read_text()
+    commands = "\n".join(make_dry_run(" ".join(ids)))  # one make call: every id is a target
+    for experiment in ids:
+        assert (REPO / "experiments" / f"{experiment}.yaml").is_file(), experiment
+        assert f"experiments/{experiment}.yaml" in commands, experiment
+        assert f"| `{experiment}` |" in readme, experiment

@@ -34,6 +34,7 @@ NAME_RULES = {
     "conv": r"(.*\.)?(conv\d|downsample\.0)\.weight",
     "bn": r"(.*\.)?(bn\d|downsample\.1)\.(weight|bias)",
     "downsample": r".*\.downsample\..*",
+    "classifier": r"$^",  # as head here: this ResNet has no embedding layer
 }
 
 
@@ -356,3 +357,10 @@ def test_cifar_frozen_end_to_end_before_after_and_counts(lab, workdir, monkeypat
     report = (workdir / "report" / "report.md").read_text()
     assert "### before/confusion_matrix.png" in report and "### confusion_matrix.png" in report
     assert list((workdir / "report" / "figures").rglob("before_confusion_matrix.png"))
+
+
+def test_frozen_children_refuses_a_backbone_without_those_children():
+    from lab.models import VGG
+
+    with pytest.raises(LabError, match="frozen_children=5 names torchvision ResNet children"):
+        apply_trainable_policy(VGG(depth=11, num_classes=3), "all", frozen_children=5)

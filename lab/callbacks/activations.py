@@ -9,7 +9,6 @@ A layer is named as in ``pl_module.named_modules()`` (``backbone.conv1``,
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -19,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from lab.callbacks.figures import figure_writer, save_figure_atomically
+from lab.callbacks.figures import run_dir as run_folder
 from lab.errors import LabError
 
 
@@ -294,7 +294,7 @@ class ActivationMaps(L.Callback):
         from matplotlib import pyplot as plt
 
         found = self.activations(trainer, pl_module, images)
-        run_dir = Path(trainer.log_dir) if trainer.log_dir is not None else None
+        run_dir = run_folder(trainer)
         writer = figure_writer(trainer)
         for layer in self.layers:
             if layer not in found:

@@ -18,7 +18,6 @@ Two ways to judge a pretrained backbone before training:
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 import lightning as L
@@ -31,6 +30,7 @@ from sklearn.preprocessing import StandardScaler
 
 from lab.callbacks.evaluation import write_evaluation
 from lab.callbacks.figures import figure_writer, task_class_names
+from lab.callbacks.figures import run_dir as run_folder
 from lab.errors import LabError
 
 
@@ -119,7 +119,7 @@ class BeforeFitEvaluation(L.Callback):
         targets: np.ndarray,
     ) -> None:
         names = task_class_names(pl_module, scores.shape[1])[: scores.shape[1]]
-        run_dir = Path(trainer.log_dir) if trainer.log_dir is not None else None
+        run_dir = run_folder(trainer)
         out_dir = run_dir / "before" if run_dir is not None else None
         auc = write_evaluation(
             out_dir,

@@ -34,6 +34,7 @@ from torchmetrics.functional.classification import (
 )
 
 from lab.callbacks.figures import figure_writer, save_figure_atomically, task_class_names
+from lab.callbacks.figures import run_dir as run_folder
 from lab.errors import LabError
 from lab.runs import atomic_write_text
 
@@ -534,7 +535,7 @@ class TestEvaluation(L.Callback):
         targets: torch.Tensor,
         names: list[str],
     ) -> pd.DataFrame | None:
-        run_dir = Path(trainer.log_dir) if trainer.log_dir is not None else None
+        run_dir = run_folder(trainer)
         auc = write_evaluation(
             run_dir,
             logits,

@@ -23,6 +23,22 @@ def save_figure_atomically(figure: Any, path: Path) -> None:
         raise
 
 
+def run_dir(trainer: L.Trainer) -> Path | None:
+    """The run folder, as ``trainer.log_dir`` gives it but without its broadcast: that
+    property is a collective call under DDP, so code that only rank 0 runs (writing
+    files) would hang there waiting for the other ranks."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    if trainer.loggers:
+        first = trainer.loggers[0]
+        folder = (
+            first.log_dir if isinstance(first, (TensorBoardLogger, CSVLogger)) else first.save_dir
+        )
+    else:
+        folder = trainer.default_root_dir
+    return Path(folder) if folder is not None else None
+
+
 def figure_writer(trainer: L.Trainer) -> Any | None:
     """The experiment of the first logger that can take figures (TensorBoard), if any."""
     for logger in trainer.loggers:

@@ -15,6 +15,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
+from lab.callbacks.figures import run_dir as run_folder
 from lab.models.freeze import count_parameters
 from lab.runs import atomic_write_text, read_run_info
 
@@ -54,6 +55,8 @@ class RunRecord(L.Callback):
     """Writes ``run.json`` in the run folder and adds each stage's wall time to it.
 
     Times add up over resumed runs: ``seconds.fit`` is the total time spent fitting.
+    ``status`` says how each stage last ended: ``finished`` or ``stopped: <why>`` (an
+    interruption, a divergence, a crash).
     """
 
     def __init__(self, command: str | None = None) -> None:
@@ -66,15 +69,30 @@ class RunRecord(L.Callback):
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         started = self._started.pop(stage, None)
         if started is not None and not trainer.sanity_checking:
-            self._write(trainer, pl_module, stage, time.perf_counter() - started)
+            self._write(trainer, pl_module, stage, time.perf_counter() - started, "finished")
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        # Lightning skips teardown when a stage raises: record the time and what happened.
+        stage = str(getattr(trainer.state.fn, "value", trainer.state.fn))
+        started = self._started.pop(stage, None)
+        if started is not None:
+            status = f"stopped: {type(exception).__name__}: {exception}".rstrip(": ")
+            self._write(trainer, pl_module, stage, time.perf_counter() - started, status)
 
     @rank_zero_only
     def _write(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, seconds: float
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        stage: str,
+        seconds: float,
+        status: str,
     ) -> None:
-        if trainer.fast_dev_run or trainer.log_dir is None:
+        run_dir = run_folder(trainer)
+        if trainer.fast_dev_run or run_dir is None:
             return
-        run_dir = Path(trainer.log_dir)
         info = read_run_info(run_dir)
         info.update(
             versions=package_versions(),
@@ -87,6 +105,7 @@ class RunRecord(L.Callback):
             parameters=count_parameters(pl_module),
         )
         info.setdefault("commands", []).append(self.command)
+        info.setdefault("status", {})[stage] = status[:500]
         totals = info.setdefault("seconds", {})
         totals[stage] = round(totals.get(stage, 0.0) + seconds, 3)
         if stage == "fit":

@@ -11,7 +11,6 @@ embeds it in 2-D with scikit-learn's Barnes-Hut ``TSNE``.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -21,6 +20,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from lab.callbacks.figures import figure_writer, save_figure_atomically, task_class_names
+from lab.callbacks.figures import run_dir as run_folder
 from lab.errors import LabError
 from lab.runs import atomic_write_text
 
@@ -259,8 +259,8 @@ class TSNEPlot(L.Callback):
         figure = plot_embedding(coordinates, y_np, class_names, title=f"t-SNE of {stage} features")
         step = trainer.global_step
         try:
-            if trainer.log_dir is not None:
-                run_dir = Path(trainer.log_dir)
+            run_dir = run_folder(trainer)
+            if run_dir is not None:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 buffer = io.StringIO()
                 table.to_csv(buffer, index=False, float_format="%.5f")

@@ -7,6 +7,10 @@ positive and a negative. Vectorised over the batch: one ``(B, B)`` matrix produc
 
 Checked against a brute-force loop and against pytorch-metric-learning's
 ``BatchHardMiner`` + ``TripletMarginLoss`` (tests/test_losses.py).
+
+Also in-batch *random* triplets (``sample_triplets``, ``SampledTripletLoss``): a random
+positive and a random negative per anchor under ``torch.nn.TripletMarginLoss``, as the
+contrastive encoder of seed 004 was trained (tests/test_contrastive.py).
 """
 
 from __future__ import annotations
@@ -75,4 +79,93 @@ class BatchHardTripletLoss(nn.Module):
         losses = F.softplus(gap) if self.soft_margin else F.relu(gap + self.margin)
         violated = gap > 0 if self.soft_margin else gap + self.margin > 0
         self.last_active_fraction = violated.float().mean().detach()
+        return losses.mean()
+
+
+def sample_triplets(
+    targets: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """In-batch random triplets: ``(anchor, positive, negative)`` index tensors.
+
+    Every sample that has another sample of its class in the batch and a sample of
+    another class is an anchor once; its positive is drawn uniformly from the other
+    samples of its class, its negative uniformly from the samples of other classes (the
+    source's ``np.random.choice`` over ``np.where`` per anchor, here vectorised). Anchors
+    without a positive or a negative are left out.
+
+    O(B log B) and no ``(B, B)`` matrix: the batch is sorted by class, so each class is a
+    run ``[offset, offset + count)``; the k-th other member of a class, skipping the anchor
+    itself, and the k-th sample outside the run are then plain index arithmetic.
+
+    Args:
+        targets: class labels ``(B,)``.
+        generator: random source on ``targets``' device (None: torch's global one, so
+            ``seed_everything`` makes runs repeatable).
+    """
+    if targets.ndim != 1:
+        raise ValueError(f"targets must be a vector (B,), got shape {tuple(targets.shape)}")
+    size = len(targets)
+    order = torch.argsort(targets, stable=True)  # sample indices grouped by class
+    _, inverse, counts = torch.unique(targets, return_inverse=True, return_counts=True)
+    offsets = torch.cumsum(counts, dim=0) - counts  # where each class's run starts
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(size, device=targets.device)  # each sample's sorted place
+    own, start = counts[inverse], offsets[inverse]
+    positives, negatives = own - 1, size - own
+    valid = (positives > 0) & (negatives > 0)
+    draws = torch.rand(2, size, generator=generator, device=targets.device, dtype=torch.float64)
+
+    def pick(n: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        # floor(u * n) is uniform on 0 .. n - 1 (clamped against rounding up to n).
+        return torch.minimum((u * n).floor().long(), (n - 1).clamp(min=0))
+
+    k = pick(positives, draws[0])
+    positive_rank = start + k
+    positive_rank = positive_rank + (positive_rank >= rank).long()  # step over the anchor
+    k = pick(negatives, draws[1])
+    negative_rank = k + (k >= start).long() * own  # step over the anchor's class run
+    anchors = torch.arange(size, device=targets.device)[valid]
+    return anchors, order[positive_rank[valid]], order[negative_rank[valid]]
+
+
+class SampledTripletLoss(nn.Module):
+    """``loss(embeddings (B, D), labels (B,))``: triplet margin loss on in-batch random
+    triplets (:func:`sample_triplets`), a scalar.
+
+    The loss is ``torch.nn.TripletMarginLoss``: ``relu(d(a, p) - d(a, n) + margin)`` on
+    plain (not squared) Euclidean distances, averaged over the sampled triplets. Unlike
+    :class:`BatchHardTripletLoss` it needs no P x K batches: a large random batch (2048 in
+    the source) gives nearly every anchor a positive.
+
+    Args:
+        margin: the hinge's margin (> 0).
+        swap: the distance swap of Balntas et al. (``TripletMarginLoss(swap=True)``).
+
+    After each call, ``last_active_fraction`` holds the share of sampled triplets that
+    violate the margin and ``last_anchor_fraction`` the share of the batch that got a
+    triplet (detached tensors: logging them costs no sync).
+    """
+
+    def __init__(self, margin: float = 1.0, swap: bool = False) -> None:
+        super().__init__()
+        if margin <= 0:
+            raise LabError(f"model.margin must be > 0, got {margin}")
+        self.margin = margin
+        self.per_triplet = nn.TripletMarginLoss(margin=margin, p=2.0, swap=swap, reduction="none")
+        self.last_active_fraction = torch.tensor(0.0)
+        self.last_anchor_fraction = torch.tensor(0.0)
+
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        anchors, positives, negatives = sample_triplets(labels, generator)
+        self.last_anchor_fraction = embeddings.new_tensor(len(anchors) / max(len(labels), 1))
+        if not len(anchors):
+            self.last_active_fraction = embeddings.new_zeros(()).detach()
+            return embeddings.sum() * 0.0  # keeps the graph: backward gives zero gradients
+        losses = self.per_triplet(embeddings[anchors], embeddings[positives], embeddings[negatives])
+        self.last_active_fraction = (losses > 0).float().mean().detach()
         return losses.mean()

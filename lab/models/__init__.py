@@ -2,6 +2,8 @@
 
 from lab.models.cnn import SmallCNN
 from lab.models.linear import LinearModel
+from lab.models.mlp import MLP
 from lab.models.resnet import ResNet, resnet18, resnet50
+from lab.models.vgg import VGG, vgg16_bn
 
-__all__ = ["LinearModel", "ResNet", "SmallCNN", "resnet18", "resnet50"]
+__all__ = ["MLP", "VGG", "LinearModel", "ResNet", "SmallCNN", "resnet18", "resnet50", "vgg16_bn"]

@@ -1,14 +1,17 @@
 """Which parts of a backbone train: named policies for transfer learning.
 
 A policy sets ``requires_grad`` on every parameter of a backbone. The head (the new
-classifier, and an embedding layer if the backbone has one) always trains: it starts from
-random weights. The policies, as in the STL-10 and CIFAR-10 transfer studies:
+classifier, and an embedding layer if the backbone has one) trains under every policy but
+``classifier``: it starts from random weights. The policies, as in the STL-10 and CIFAR-10
+transfer studies:
 
 - ``all``: everything trains (fine-tuning);
 - ``head``: only the head (a linear probe on frozen features, or an MLP head);
 - ``layer1`` .. ``layer4``: that residual stage and the head;
 - ``conv``: every convolution and the head; ``bn``: every BatchNorm and the head;
 - ``downsample``: the 1x1 projection shortcuts (``*.downsample.*``) and the head;
+- ``classifier``: only the classifier ``fc``; unlike ``head``, an embedding layer is
+  frozen too (a linear probe on a learned embedding, such as a contrastive encoder's);
 - ``frozen_children=k`` (with ``all``): the first ``k`` top-level children of
   torchvision's ResNet (``conv1, bn1, relu, maxpool, layer1, layer2, layer3, layer4,
   avgpool, fc``) are frozen, the rest train, as the CIFAR-10 study's loop over
@@ -29,7 +32,18 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from lab.errors import LabError
 
-POLICIES = ("all", "head", "layer1", "layer2", "layer3", "layer4", "conv", "bn", "downsample")
+POLICIES = (
+    "all",
+    "head",
+    "layer1",
+    "layer2",
+    "layer3",
+    "layer4",
+    "conv",
+    "bn",
+    "downsample",
+    "classifier",
+)
 """The allowed values of ``trainable``."""
 
 TORCHVISION_CHILDREN = (
@@ -57,6 +71,8 @@ def _top(name: str) -> str:
 
 def _trains(name: str, module: nn.Module, policy: str) -> bool:
     """Whether the parameter ``name`` (of ``module``, its owner) trains under ``policy``."""
+    if policy == "classifier":
+        return _top(name) == "fc"
     if policy == "all" or _top(name) in HEAD:
         return True
     if policy == "head":
@@ -87,7 +103,8 @@ def apply_trainable_policy(
 
     Args:
         backbone: a backbone with torchvision ResNet module names (``lab.models.ResNet``);
-            ``all`` and ``head`` work for any backbone whose head is named ``fc``.
+            ``all``, ``head``, ``classifier``, ``conv`` and ``bn`` work for any backbone
+            whose classifier is named ``fc`` (and embedding layer, if any, ``embedding``).
         trainable: one of :data:`POLICIES`.
         frozen_children: with ``trainable="all"``, freeze the first this many of
             :data:`TORCHVISION_CHILDREN` (0 to 9: the head always trains).
@@ -113,6 +130,13 @@ def apply_trainable_policy(
             f"(its children: {', '.join(sorted(tops))})"
         )
     frozen_tops = set(TORCHVISION_CHILDREN[:frozen_children])
+    with_weights = frozen_tops - {"relu", "maxpool", "avgpool"}
+    if with_weights - tops:
+        raise LabError(
+            f"model.frozen_children={frozen_children} names torchvision ResNet children "
+            f"({', '.join(sorted(with_weights - tops))}) this backbone does not have: use "
+            "model.trainable instead"
+        )
     for name, module, parameter in _owned_parameters(backbone):
         trains = _trains(name, module, trainable) and _top(name) not in frozen_tops
         parameter.requires_grad_(trains)

@@ -190,12 +190,18 @@ def is_weights_path(weights: str) -> bool:
     return "/" in weights or "\\" in weights or weights.endswith((".pth", ".pt", ".ckpt"))
 
 
-def load_weights_file(model: nn.Module, path: Path) -> None:
+def load_weights_file(
+    model: nn.Module,
+    path: Path,
+    optional: tuple[str, ...] = ("embedding", "fc"),
+    hint: str = "the same depth, in_channels and small_input",
+) -> None:
     """Load a ``lab`` checkpoint's backbone or a saved state dict into ``model`` in place.
 
-    Every weight of the trunk (everything but the embedding layer and the classifier)
-    must be in the file with the same shape; a classifier or embedding of another size
-    is left as it is.
+    Every weight of the trunk (everything but the top-level modules named in
+    ``optional``: by default the embedding layer and the classifier) must be in the file
+    with the same shape; an optional module of another size is left as it is. ``hint``
+    ends the error message: what the file must have been saved with.
     """
     if not path.is_file():
         raise LabError(
@@ -218,13 +224,12 @@ def load_weights_file(model: nn.Module, path: Path) -> None:
         state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
     own = model.state_dict()
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    trunk_keys = {k for k in own if k.split(".", 1)[0] not in ("embedding", "fc")}
+    trunk_keys = {k for k in own if k.split(".", 1)[0] not in optional}
     missing = sorted(trunk_keys - fitting.keys())
     if missing:
         raise LabError(
             f"{path} does not fit this backbone: {len(missing)} trunk weights missing or of "
-            f"another shape (first: {missing[0]}); was it saved from the same depth, "
-            "in_channels and small_input?"
+            f"another shape (first: {missing[0]}); was it saved from {hint}?"
         )
     model.load_state_dict(fitting, strict=False)
 

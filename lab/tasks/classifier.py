@@ -58,8 +58,9 @@ class Classifier(L.LightningModule):
         embedding_metrics: also judge the features as an embedding (kNN, retrieval).
         knn_k: neighbours of the kNN classifier.
         trainable: which parts of the backbone train (``lab.models.freeze``): ``all``,
-            ``head`` (a linear probe), ``layer1``..``layer4``, ``conv``, ``bn`` or
-            ``downsample``; the new head always trains and frozen BatchNorm layers stay in
+            ``head`` (a linear probe), ``layer1``..``layer4``, ``conv``, ``bn``,
+            ``downsample`` or ``classifier`` (``fc`` alone, an embedding layer frozen too);
+            the new head always trains and frozen BatchNorm layers stay in
             eval mode. The counts are logged as ``params/trainable`` and ``params/total``.
         frozen_children: with ``trainable: all``, freeze the first k top-level children of
             torchvision's ResNet (conv1, bn1, relu, maxpool, layer1..layer4, avgpool).

@@ -1,0 +1,206 @@
+"""VGG backbones (with or without BatchNorm) for small images, with the ResNet feature API.
+
+The convolutional stages are torchvision's (those of ``vgg16_bn().features``: five
+stages, each ending in a 2x2 max-pool, so a 32x32 image leaves them as 512 x 1 x 1);
+their output is averaged over the remaining positions into a 512-d vector, then an
+optional embedding layer and a classifier follow, as in ``lab.models.ResNet``:
+
+- ``forward_features(x)``: that vector (or the embedding), ``(B, num_features)``;
+- ``forward_head(features)``: logits from those features;
+- ``forward(x)``: logits, or the features when the model has no classifier;
+- ``reset_classifier(num_classes)``: a fresh classifier (0 removes it).
+
+Torchvision's 224-pixel head (adaptive pooling to 7x7 and three 4096-wide layers) is left
+out: on a 32x32 input the map is already 1x1, and the source's encoder (seed 004) pooled
+that 1x1 map to 7x7 — 49 copies of the same 512 values — before its linear layer to
+``z_dim``, which is the same family of functions as one linear layer on the 512 values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+from torchvision.models import get_model_weights
+from torchvision.models import vgg as tv_vgg
+
+from lab.errors import LabError
+from lab.models.resnet import is_weights_path, load_weights_file, normalize_weights
+
+DEPTHS = (11, 13, 16, 19)
+_CONFIGS = {11: tv_vgg.cfgs["A"], 13: tv_vgg.cfgs["B"], 16: tv_vgg.cfgs["D"], 19: tv_vgg.cfgs["E"]}
+
+
+class VGG(nn.Module):
+    """A torchvision VGG trunk with an optional embedding layer and classifier.
+
+    Module names: ``features`` (torchvision's convolutional stages), ``embedding``,
+    ``dropout``, ``fc``; so the ``trainable`` policies ``all``, ``head``, ``classifier``,
+    ``conv`` and ``bn`` apply (``lab.models.freeze``).
+
+    Args:
+        depth: 11, 13, 16 or 19 layers.
+        batch_norm: BatchNorm after every convolution (torchvision's ``vgg*_bn``).
+        in_channels: 1 (greyscale) or 3 (RGB).
+        num_classes: size of the classifier; 0 for a feature extractor (a task that owns
+            its head calls ``reset_classifier``).
+        embedding_dim: if set, a linear layer from the pooled 512-d vector to this many
+            dimensions (the contrastive encoder's ``z_dim``); the features and the
+            classifier then use the embedding.
+        normalize_embedding: L2-normalise the features.
+        head_hidden: widths of hidden layers of an MLP head (Linear, ReLU, Dropout each)
+            before the final linear layer; empty or None for a linear classifier.
+        dropout: dropout before the classifier (and between the layers of an MLP head).
+        weights: weights to start from. A torchvision name (``IMAGENET1K_V1`` or
+            ``DEFAULT``; only ``vgg16_bn``, ``vgg11`` .. ``vgg19`` and their ``_bn``
+            forms have them) loads ImageNet's convolutional stages. A path loads a file
+            of our own: a ``lab`` checkpoint (``.ckpt``, its ``backbone.*`` weights) or a
+            state dict saved with ``torch.save``. Every weight of the convolutional
+            stages *and of the embedding layer* must be in it with the same shape (the
+            embedding is what a contrastive run learned); a classifier of another size
+            is left out.
+    """
+
+    def __init__(
+        self,
+        depth: Literal[11, 13, 16, 19] = 16,
+        batch_norm: bool = True,
+        in_channels: int = 3,
+        num_classes: int = 0,
+        embedding_dim: int | None = None,
+        normalize_embedding: bool = False,
+        head_hidden: list[int] | None = None,
+        dropout: float = 0.0,
+        weights: str | None = None,
+    ) -> None:
+        super().__init__()
+        if depth not in DEPTHS:
+            raise LabError(f"backbone.depth must be one of {DEPTHS} for a VGG, got {depth}")
+        if in_channels not in (1, 3):
+            raise LabError(f"backbone.in_channels must be 1 or 3, got {in_channels}")
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        if embedding_dim is not None and embedding_dim < 1:
+            raise LabError(f"backbone.embedding_dim must be >= 1 or null, got {embedding_dim}")
+        if not 0.0 <= dropout < 1.0:
+            raise LabError(f"backbone.dropout must be in [0, 1), got {dropout}")
+        if any(width < 1 for width in head_hidden or []):
+            raise LabError(f"backbone.head_hidden must be positive widths, got {head_hidden}")
+        self.arch = f"vgg{depth}_bn" if batch_norm else f"vgg{depth}"
+        # torchvision's stages without its 224-pixel classifier (120M parameters to
+        # initialise for nothing), initialised as torchvision's VGG does.
+        features = tv_vgg.make_layers(_CONFIGS[depth], batch_norm=batch_norm)
+        if in_channels != 3:
+            features[0] = nn.Conv2d(in_channels, features[0].out_channels, 3, padding=1)
+        _init_like_torchvision(features)
+        weights = normalize_weights(weights)
+        if weights is not None and not is_weights_path(weights):
+            load_pretrained_features(features, self.arch, weights)
+        self.weights = weights
+        self.depth = depth
+        self.batch_norm = batch_norm
+        self.in_channels = in_channels
+        self.features = features
+        self.trunk_features = 512
+        self.embedding = (
+            nn.Linear(self.trunk_features, embedding_dim) if embedding_dim else nn.Identity()
+        )
+        self.normalize_embedding = normalize_embedding
+        self.num_features = embedding_dim or self.trunk_features
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout_rate = dropout
+        self.head_hidden = list(head_hidden or [])
+        self.num_classes = 0
+        self.fc: nn.Module = nn.Identity()
+        self.reset_classifier(num_classes)
+        if weights is not None and is_weights_path(weights):
+            load_weights_file(
+                self,
+                Path(weights),
+                optional=("fc",),
+                hint="the same depth, batch_norm, in_channels and embedding_dim",
+            )
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier with a freshly initialised one (0: no classifier): a
+        linear layer, or an MLP when ``head_hidden`` is set."""
+        self.num_classes = num_classes
+        if not num_classes:
+            self.fc = nn.Identity()
+            return
+        layers: list[nn.Module] = []
+        width = self.num_features
+        for hidden in self.head_hidden:
+            layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
+            if self.dropout_rate > 0:
+                layers.append(nn.Dropout(self.dropout_rate))
+            width = hidden
+        final = nn.Linear(width, num_classes)
+        self.fc = nn.Sequential(*layers, final) if layers else final
+
+    def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """The last convolutional feature map, ``(B, 512, H / 32, W / 32)``."""
+        return self.features(x)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled vector (or its embedding), ``(B, num_features)``."""
+        # A mean over H, W rather than AdaptiveAvgPool2d: deterministic backward on CUDA.
+        pooled = self.forward_trunk(x).mean(dim=(2, 3))
+        features = self.embedding(pooled)
+        if self.normalize_embedding:
+            features = nn.functional.normalize(features, dim=1)
+        return features
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits from features (the features themselves when there is no classifier)."""
+        return self.fc(self.dropout(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _init_like_torchvision(features: nn.Sequential) -> None:
+    """The initialisation of ``torchvision.models.VGG``'s convolutional stages."""
+    for module in features.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.constant_(module.bias, 0)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.constant_(module.weight, 1)
+            nn.init.constant_(module.bias, 0)
+
+
+def load_pretrained_features(features: nn.Sequential, arch: str, weights: str) -> None:
+    """Load torchvision's ``weights`` (by name) for ``arch`` into its convolutional
+    stages in place; ImageNet's 224-pixel classifier is not used."""
+    enum = get_model_weights(arch)
+    if weights not in enum.__members__:
+        raise LabError(
+            f"backbone.weights={weights!r} is not a torchvision {arch} weight; expected one "
+            f"of {sorted(enum.__members__)} or a path to a lab checkpoint"
+        )
+    chosen = enum[weights]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(chosen.url).name
+    try:
+        # Reads the cached file if there is one, else downloads it (hash checked).
+        state = chosen.get_state_dict(progress=False, check_hash=True)
+    except Exception as error:  # no network, a corrupt cached file
+        raise LabError(
+            f"could not load {chosen} ({type(error).__name__}: {error}): download "
+            f"{chosen.url} to {cached} (the cache of $TORCH_HOME), or set backbone.weights=null"
+        ) from error
+    state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+    stem = state["0.weight"]
+    if features[0].weight.shape != stem.shape:  # greyscale: R + G + B
+        state["0.weight"] = stem.sum(dim=1, keepdim=True)
+    missing, unexpected = features.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise LabError(f"{chosen} does not fit {arch}: {missing} {unexpected}")
+
+
+def vgg16_bn(**kwargs) -> VGG:
+    """VGG-16 with BatchNorm (14.7M parameters in its convolutional stages)."""
+    return VGG(depth=16, batch_norm=True, **kwargs)

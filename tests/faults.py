@@ -1,0 +1,56 @@
+"""Fault-injection callbacks for the reliability tests, addressable from a config
+(``--trainer.callbacks+={"class_path": "tests.faults.SignalAt", ...}``)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+from pathlib import Path
+
+import lightning as L
+import torch
+
+
+class SignalAt(L.Callback):
+    """Sends a signal to this process after the training step that reaches ``step``."""
+
+    def __init__(self, step: int, signum: int = int(signal.SIGTERM)) -> None:
+        self.step = step
+        self.signum = signum
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+class RaiseAt(L.Callback):
+    """Raises ``KeyboardInterrupt`` (Ctrl+C) or a ``RuntimeError`` (a crash) after the
+    training step that reaches ``step``."""
+
+    def __init__(self, step: int, kind: str = "crash") -> None:
+        self.step = step
+        self.kind = kind
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt if self.kind == "ctrl_c" else RuntimeError("injected crash")
+
+
+class PoisonAt(L.Callback):
+    """Fills the images of the batch of ``step`` with NaN (a NaN loss follows), after
+    writing the sha256 of ``last.ckpt`` at that moment to ``record`` (if given)."""
+
+    def __init__(self, step: int, record: str | None = None) -> None:
+        self.step = step
+        self.record = record
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step != self.step:
+            return
+        if self.record is not None:
+            last = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt"
+            Path(self.record).write_text(hashlib.sha256(last.read_bytes()).hexdigest())
+        images = batch[0]
+        with torch.no_grad():
+            images.fill_(float("nan"))
