@@ -50,6 +50,7 @@ PROJECT_COMMANDS = {
     "sweep": "lab.sweep:main",
     "report": "lab.report:main",
     "svm": "lab.svm:main",
+    "bench": "lab.bench:main",
 }
 
 

@@ -74,6 +74,7 @@ _LOADER_ONLY = {
     "pk_classes",
     "pk_samples",
     "shuffle",
+    "device_data",
 }
 Features = tuple[np.ndarray, np.ndarray]
 

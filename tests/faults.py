@@ -54,3 +54,16 @@ class PoisonAt(L.Callback):
         images = batch[0]
         with torch.no_grad():
             images.fill_(float("nan"))
+
+
+class CorruptWeightsAt(L.Callback):
+    """Sets one weight to NaN after the training step that reaches ``step`` (as a step
+    with a finite loss but an infinite gradient would)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                next(pl_module.parameters()).view(-1)[0] = float("nan")

@@ -1,6 +1,12 @@
 """The benchmark scripts run and print their figures (on tiny sizes; nothing is timed)."""
 
-from lab.bench import losses, tsne
+import re
+
+import pytest
+import torch
+
+from lab.bench import BENCHMARKS, losses, overhead, throughput, tsne
+from lab.errors import LabError
 
 
 def test_loss_benchmark_prints_equal_losses_for_ours_and_pml(capsys):
@@ -17,3 +23,78 @@ def test_tsne_benchmark_prints_its_times(capsys):
     assert "PCA + t-SNE (total)" in out
     agreement = float(out.rsplit(":", 1)[1])
     assert agreement > 0.9  # the 2-D map keeps the well-separated clusters apart
+
+
+def numbers(text: str) -> list[float]:
+    """The numbers in a printed table row (``1,234.5`` and ``0.98-1.02`` included)."""
+    return [float(n.replace(",", "")) for n in re.findall(r"\d[\d,]*\.?\d*", text)]
+
+
+def test_overhead_benchmark_prints_each_variant_and_the_ratios(lab, capsys):
+    options = "--batch 8 --image_size 8 --steps 2 --warmup 1 --repeats 2 --device cpu --threads 1"
+    threads = torch.get_num_threads()
+    lab("bench", "overhead", *options.split())
+    assert torch.get_num_threads() == threads  # restored for whatever runs next
+    out = capsys.readouterr().out
+    rows = {line[:3]: line for line in out.splitlines() if line[:3] in ("(a)", "(b)", "(c)")}
+    assert sorted(rows) == ["(a)", "(b)", "(c)"]
+    for key, row in rows.items():
+        ms, low, high, ratio, ratio_low, ratio_high = numbers(row.split("  ", 1)[1])
+        assert 0 < low <= ms <= high and 0 < ratio_low <= ratio <= ratio_high
+        if key == "(a)":
+            assert ratio == ratio_low == ratio_high == 1.0  # the baseline
+    ms = r"(\d+\.\d+), [+-]\d+\.\d+ ms/step"
+    overhead_ratio = re.search(r"Lightning overhead \(b\)/\(a\): " + ms, out)
+    callbacks_ratio = re.search(r"lab fit's callbacks \(c\)/\(b\): " + ms, out)
+    assert overhead_ratio and float(overhead_ratio.group(1)) > 0
+    assert callbacks_ratio and float(callbacks_ratio.group(1)) > 0
+    assert "1 threads" in out and "2 timed steps after 1 warm-up, 2 round(s)" in out
+
+
+def test_overhead_ratio_is_the_median_of_the_per_round_ratios():
+    times = {"a": [1.0, 2.0, 4.0], "b": [1.1, 2.0, 8.0], "c": [2.2, 2.0, 8.0]}
+    assert overhead.overhead_ratio(times) == pytest.approx(1.1)
+    assert overhead.overhead_ratio(times, "c", "b") == pytest.approx(1.0)
+
+
+def test_throughput_benchmark_prints_images_per_second_per_size(capsys):
+    throughput.main(
+        ["--sizes", "8", "16", "--batch", "8", "--steps", "2", "--warmup", "1", "--presets", "cpu"]
+    )
+    out = capsys.readouterr().out
+    rows = [numbers(line[len("cpu") :]) for line in out.splitlines() if line.startswith("cpu ")]
+    assert [(size, batch) for size, batch, _ in rows] == [(8, 8), (16, 8)]
+    assert all(rate > 0 for _, _, rate in rows)
+    assert "cpu: cpu, 32-true" in out
+
+
+def test_throughput_refuses_unknown_or_unavailable_presets():
+    with pytest.raises(LabError, match="unknown preset 'tpu'"):
+        throughput.main(["--presets", "tpu"])
+    if not torch.cuda.is_available():
+        with pytest.raises(LabError, match="needs a CUDA GPU"):
+            throughput.main(["--presets", "gpu"])
+        assert throughput.available_presets() == ["cpu"]
+
+
+def test_lab_bench_help_lists_every_benchmark(lab, capsys):
+    lab("bench", "--help")
+    out = capsys.readouterr().out
+    listed = [line.split()[0] for line in out.splitlines() if line.startswith("  ")]
+    assert listed == list(BENCHMARKS)
+    assert "Lightning overhead" in out and "Training throughput" in out
+
+
+def test_lab_bench_passes_the_options_on(lab, capsys):
+    with pytest.raises(SystemExit) as exit_info:  # argparse's --help of the dataloader bench
+        lab("bench", "dataloader", "--help")
+    assert exit_info.value.code == 0 and "--images" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args", [["bench", "nope"], ["bench"]])
+def test_lab_bench_without_a_known_name_is_a_one_line_error(lab, capsys, args):
+    with pytest.raises(SystemExit) as exit_info:
+        lab(*args)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("lab: error: ") and "overhead, throughput, dataloader" in err

@@ -175,3 +175,13 @@ def test_no_second_last_checkpoint_after_a_resume(lab, workdir):
         p.name for p in (workdir / "lightning_logs/demo/version_0/checkpoints").iterdir()
     )
     assert [n for n in names if n.startswith("last")] == ["last.ckpt"]
+
+
+def test_weights_gone_non_finite_are_caught_before_the_epoch_end_checkpoint(lab, workdir, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        lab("fit", "--config", DEMO, *SHORT, _inject("CorruptWeightsAt", step=8))
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "non-finite weights (backbone.conv1.weight and 0 more) at epoch 1, step 8" in err
+    state = _ckpt(workdir / "lightning_logs" / "demo" / "version_0")
+    assert _fit_loop(state) == (4, 0)  # epoch 1's checkpoint was never written

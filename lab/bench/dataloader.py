@@ -1,4 +1,4 @@
-"""Training-dataloader throughput: the decoded-image cache vs decoding JPEGs every epoch.
+"""Training-dataloader throughput: decoded cache vs JPEGs; DataLoader vs device-resident.
 
 Measures images per second delivered by a training DataLoader (random horizontal flip
 and reflect-padded random crop, float normalised batches; the batches are not used, so
@@ -15,6 +15,18 @@ images in the same batch size and number of workers:
 Run: ``python -m lab.bench.dataloader [--images 10000] [--epochs 2] [--workers 2]
 [--batch-size 256] [--dir PATH]``. The generated folder is reused by later runs; the
 cache is rebuilt every run so its build time is always measured.
+
+With ``--device-path`` it compares instead, on ``--images`` random CIFAR-sized 32x32 uint8
+images (held in memory, nothing on disk) with the same flip + reflect-pad crop +
+normalise, batch size and seed:
+
+(c) the ordinary path: an ``ImageDataModule``'s DataLoader with ``--workers`` workers,
+    per-image v2 transforms, each batch copied to ``--device`` (pinned memory on a GPU);
+(d) ``device_data=True``: the images on ``--device`` once (timed on its own), batches
+    cut and augmented there by ``lab.data.device_loader.DeviceBatchLoader``.
+
+``python -m lab.bench.dataloader --device-path --images 50000 --epochs 3 --workers 2
+--batch-size 512 [--device cuda]`` (default device: cuda when there is one, else cpu).
 """
 
 from __future__ import annotations
@@ -27,13 +39,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets
 from torchvision.transforms import v2
 
 from lab.data.base import data_root
+from lab.data.device_loader import DeviceBatchLoader
 from lab.data.fakes.tiny_imagenet import FOLDER, write_tiny_imagenet
+from lab.data.images import ArrayDataset, ImageDataModule
 from lab.data.tiny_imagenet import TinyImageNetDataModule
 
 PER_CLASS = 50  # 10,000 images -> 200 classes, as many as the real data set
@@ -124,15 +139,133 @@ def table(figures: dict, epochs: int) -> str:
     return "\n".join(rows)
 
 
+class RandomArrays(ImageDataModule):
+    """``images`` random CIFAR-sized uint8 images in memory (10 classes, CIFAR statistics),
+    all of them training images."""
+
+    dataset_name = "cifar10"
+
+    def __init__(self, images: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.count = images
+        self.num_classes = 10
+        self.class_names = [str(c) for c in range(10)]
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            pixels = np.random.default_rng(0).integers(0, 256, (self.count, 32, 32, 3), np.uint8)
+            labels = np.arange(self.count) % 10
+            self.train_set = ArrayDataset(pixels, labels, None, self.train_transform)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_path_run(
+    images: int, epochs: int, workers: int, batch_size: int, device: torch.device
+) -> dict:
+    """Time the ordinary and the device-resident training loader on the same images."""
+    options = {
+        "crop_padding": 4,
+        "hflip": 0.5,
+        "batch_size": batch_size,
+        "num_workers": workers,
+        "normalization": "dataset",
+    }
+    ordinary = RandomArrays(images, pin_memory=device.type == "cuda", **options)
+    ordinary.setup("fit")
+    loader = ordinary.train_dataloader()
+    rates = []
+    for _ in range(epochs):
+        start, count = time.perf_counter(), 0
+        for x, _ in loader:
+            x = x.to(device, non_blocking=True)  # what training does with each batch
+            count += len(x)
+        _sync(device)
+        rates.append(count / (time.perf_counter() - start))
+
+    resident = RandomArrays(images, device_data=True, **options)
+    resident.setup("fit")
+    start = time.perf_counter()
+    pixels, labels = resident.device_tensors(resident.train_set)
+    pixels, labels = pixels.to(device), labels.to(device)
+    _sync(device)
+    setup = time.perf_counter() - start
+    on_device = DeviceBatchLoader(
+        pixels,
+        labels,
+        batch_size=batch_size,
+        shuffle=True,
+        seed=resident.seed,
+        **resident.device_batch_options(train=True),
+    )
+    device_rates = []
+    for epoch in range(epochs):
+        on_device.set_epoch(epoch)
+        start, count = time.perf_counter(), 0
+        for x, _ in on_device:
+            count += len(x)
+        _sync(device)
+        device_rates.append(count / (time.perf_counter() - start))
+    return {
+        "train_images": len(resident.train_set),
+        "setup_s": setup,
+        "ordinary": rates,
+        "device": device_rates,
+    }
+
+
+def device_path_table(figures: dict, epochs: int) -> str:
+    """The device-path figures as a text table with the ratio of the warm epochs."""
+    warm = slice(1, None) if epochs > 1 else slice(None)
+    ordinary = sum(figures["ordinary"][warm]) / len(figures["ordinary"][warm])
+    device = sum(figures["device"][warm]) / len(figures["device"][warm])
+    which = "epochs 2+" if epochs > 1 else "epoch 1"
+    rows = [
+        f"{'loader':<34}{'one-off setup':>14}{'epoch 1':>12}{which:>12}",
+        f"{'':<34}{'(s)':>14}{'(img/s)':>12}{'(img/s)':>12}",
+        f"{'(c) DataLoader, per-image v2':<34}{'-':>14}"
+        f"{figures['ordinary'][0]:>12,.0f}{ordinary:>12,.0f}",
+        f"{'(d) device-resident, batched ops':<34}{figures['setup_s']:>14.2f}"
+        f"{figures['device'][0]:>12,.0f}{device:>12,.0f}",
+        f"ratio (d) / (c), {which}: {device / ordinary:.1f}x",
+    ]
+    return "\n".join(rows)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the options, run both loaders and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=10_000, help="generated train JPEGs")
+    parser.add_argument(
+        "--images", type=int, default=10_000, help="generated train JPEGs (or arrays)"
+    )
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--dir", type=Path, default=None, help="default: <data root>/bench")
+    parser.add_argument(
+        "--device-path",
+        action="store_true",
+        help="compare the ordinary DataLoader with data.device_data on 32x32 arrays instead",
+    )
+    parser.add_argument(
+        "--device", default=None, help="for --device-path: default cuda if there is one, else cpu"
+    )
     args = parser.parse_args(argv)
+    if args.device_path:
+        default = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(args.device or default)
+        figures = device_path_run(args.images, args.epochs, args.workers, args.batch_size, device)
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        print(
+            f"{figures['train_images']:,} train images (32x32 uint8, flip + pad-4 crop + "
+            f"normalise), batch {args.batch_size}, {args.workers} workers, device {name}, "
+            f"{os.cpu_count()} CPUs, torch {torch.__version__}"
+        )
+        print(device_path_table(figures, args.epochs))
+        return
     base = args.dir or data_root() / "bench"
     base.mkdir(parents=True, exist_ok=True)
     figures = run(args.images, args.epochs, args.workers, args.batch_size, base)

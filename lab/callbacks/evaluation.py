@@ -36,6 +36,7 @@ from torchmetrics.functional.classification import (
 from lab.callbacks.figures import figure_writer, save_figure_atomically, task_class_names
 from lab.callbacks.figures import run_dir as run_folder
 from lab.errors import LabError
+from lab.losses.distributed import gather_split
 from lab.runs import atomic_write_text
 
 INDEX_NAME = "true\\predicted"
@@ -512,9 +513,8 @@ class TestEvaluation(L.Callback):
             return
         x = torch.cat(logits)
         y = torch.cat(targets)
-        if trainer.world_size > 1:  # equal shares per process (the distributed sampler pads)
-            x = pl_module.all_gather(x).flatten(0, 1)
-            y = pl_module.all_gather(y).flatten(0, 1)
+        # Under DDP: the whole split, in order and without DistributedSampler's padding.
+        x, y = gather_split(trainer, x, "test"), gather_split(trainer, y, "test")
         x, y = x.cpu(), y.cpu()
         names = task_class_names(pl_module, x.shape[1])[: x.shape[1]]
         if trainer.is_global_zero:

@@ -40,6 +40,14 @@ def _describe(exception: BaseException) -> str:
     return f"{type(exception).__name__}: {exception}"
 
 
+def _any_process(trainer: L.Trainer, flag: bool) -> bool:
+    """True if ``flag`` is true on any process (under DDP every process must take the same
+    branch: one that raised alone would leave the others waiting in a collective)."""
+    if trainer.world_size > 1:
+        return bool(trainer.strategy.reduce_boolean_decision(bool(flag), all=False))
+    return bool(flag)
+
+
 class Interruption(L.Callback):
     """Saves ``last.ckpt`` when a fit is interrupted or crashes (see the module docstring).
 
@@ -64,6 +72,10 @@ class Interruption(L.Callback):
         checkpoint = trainer.checkpoint_callback
         dirpath = getattr(checkpoint, "dirpath", None)
         if trainer.fast_dev_run or dirpath is None or trainer.global_step == 0:
+            return
+        if trainer.world_size > 1 and not isinstance(exception, SIGTERMException):
+            # Saving is collective: only SIGTERM (which Lightning broadcasts) stops every
+            # process together; after a crash in one, the others would wait forever.
             return
         path = Path(dirpath) / "last.ckpt"
         previous = checkpoint.last_model_path
@@ -98,14 +110,17 @@ class DivergenceGuard(L.Callback):
             carries on.
         max_skips: with ``skip``, stop anyway after this many consecutive skipped steps.
         check_gradients: also check the gradients' norm before each optimizer step (a
-            finite loss can still give infinite gradients).
+            finite loss can still give infinite gradients). It reads every gradient once
+            a step, so by default only ``skip`` does it (a step must not reach the weights);
+            with ``stop``, non-finite weights show as a non-finite loss one step later,
+            before anything is saved.
     """
 
     def __init__(
         self,
         action: Literal["stop", "skip"] = "stop",
         max_skips: int = 10,
-        check_gradients: bool = True,
+        check_gradients: bool | None = None,
     ) -> None:
         if action not in ("stop", "skip"):
             raise LabError(f"divergence.action must be 'stop' or 'skip', got {action!r}")
@@ -113,7 +128,7 @@ class DivergenceGuard(L.Callback):
             raise LabError(f"divergence.max_skips must be at least 1, got {max_skips}")
         self.action = action
         self.max_skips = max_skips
-        self.check_gradients = check_gradients
+        self.check_gradients = action == "skip" if check_gradients is None else check_gradients
         self.last_finite: tuple[int, float] | None = None  # (step, loss)
         self.skipped = 0
         self._consecutive = 0
@@ -133,10 +148,11 @@ class DivergenceGuard(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
     ) -> None:
         value = float(loss.detach().float())
-        if math.isfinite(value):
-            self.last_finite = (trainer.global_step, value)
+        here = not math.isfinite(value)
+        if _any_process(trainer, here):
+            self._diverged(trainer, f"loss {value}" if here else "loss on another process")
         else:
-            self._diverged(trainer, f"loss {value}")
+            self.last_finite = (trainer.global_step, value)
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
@@ -150,8 +166,10 @@ class DivergenceGuard(L.Callback):
                 norm = torch.linalg.vector_norm(
                     torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])
                 )
-                if not torch.isfinite(norm):
-                    self._diverged(trainer, f"gradient norm {float(norm)}")
+                here = not bool(torch.isfinite(norm))
+                if _any_process(trainer, here):
+                    where = f" {float(norm)}" if here else " on another process"
+                    self._diverged(trainer, f"gradient norm{where}")
         if self._bad is not None:  # skip: no update from this step
             optimizer.zero_grad(set_to_none=True)
             with torch.no_grad():  # after backward, which may still need the old ones
@@ -162,6 +180,25 @@ class DivergenceGuard(L.Callback):
             pl_module.log("train/skipped_steps", float(self.skipped), on_step=False, on_epoch=True)
         else:
             self._consecutive = 0
+
+    def _check_weights(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Before an epoch-end checkpoint: weights made non-finite by a step whose loss was
+        still finite must not be saved over the last good checkpoint."""
+        if trainer.sanity_checking or self.check_gradients:
+            return  # with gradient checks no such step reached the weights
+        bad = [name for name, p in pl_module.named_parameters() if not torch.isfinite(p).all()]
+        if _any_process(trainer, bool(bad)):
+            bad = bad or ["on another process"]
+            self._batch_idx = getattr(self, "_batch_idx", -1)
+            self._consecutive = self.max_skips  # a step cannot be undone now: stop
+            self._diverged(trainer, f"weights ({bad[0]} and {len(bad) - 1} more)")
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit":
+            self._check_weights(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check_weights(trainer, pl_module)
 
     def _diverged(self, trainer: L.Trainer, what: str) -> None:
         self._bad = what

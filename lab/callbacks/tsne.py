@@ -22,6 +22,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from lab.callbacks.figures import figure_writer, save_figure_atomically, task_class_names
 from lab.callbacks.figures import run_dir as run_folder
 from lab.errors import LabError
+from lab.losses.distributed import gather_split
 from lab.runs import atomic_write_text
 
 
@@ -238,9 +239,8 @@ class TSNEPlot(L.Callback):
             return
         x = torch.cat(features)
         y = torch.cat(targets)
-        if trainer.world_size > 1:  # equal shares per process (the distributed sampler pads)
-            x = pl_module.all_gather(x).flatten(0, 1)
-            y = pl_module.all_gather(y).flatten(0, 1)
+        # Under DDP: the whole split, in order and without DistributedSampler's padding.
+        x, y = gather_split(trainer, x, stage), gather_split(trainer, y, stage)
         if not trainer.is_global_zero or len(y) < 3:
             return
         x_np, y_np = x.cpu().numpy(), y.cpu().numpy().astype(np.int64)

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from lab.data.device_loader import DeviceBatchLoader
 from lab.data.samplers import PKBatchSampler
 from lab.errors import LabError
 
@@ -71,6 +74,13 @@ class LabDataModule(L.LightningDataModule):
             order (the same every epoch), for studies of what shuffling does. With
             several processes Lightning's DistributedSampler takes this setting from the
             loader.
+        device_data: keep each split on the training device and batch and augment it
+            there with tensor ops (``lab.data.device_loader.DeviceBatchLoader``) instead
+            of DataLoaders for train, val, test and reference (predict keeps its
+            DataLoader); ``num_workers`` and ``pin_memory`` are then unused. Under DDP the
+            loaders shard themselves like Lightning's DistributedSampler (nothing to set;
+            with ``--trainer.use_distributed_sampler=false`` they do not shard, as
+            DataLoaders would not be).
     """
 
     num_classes: int
@@ -86,8 +96,14 @@ class LabDataModule(L.LightningDataModule):
         pk_classes: int | None = None,
         pk_samples: int | None = None,
         shuffle: bool = True,
+        device_data: bool = False,
     ) -> None:
         super().__init__()
+        if device_data and pk_classes is not None:
+            raise LabError(
+                "data.device_data does not do P x K batches (pk_classes, pk_samples): "
+                "unset one or the other"
+            )
         if (pk_classes is None) != (pk_samples is None):
             raise LabError("set both data.pk_classes and data.pk_samples, or neither")
         if pk_classes is not None and not shuffle:
@@ -113,6 +129,10 @@ class LabDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.pk_classes, self.pk_samples = pk_classes, pk_samples
         self.shuffle = shuffle
+        self.device_data = device_data
+        # Splits already on the device: (the objects they were made from, kept alive so
+        # their ids stay theirs, the tensors), by ``device_key``.
+        self._on_device: dict[tuple, tuple[object, torch.Tensor, torch.Tensor]] = {}
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -133,10 +153,73 @@ class LabDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | DeviceBatchLoader:
+        if self.device_data:
+            return self._device_loader(self.train_set, "train", True, (TrainerFn.FITTING,))
         if self.pk_classes is None:
             return self._loader(self.train_set, "train", train=True)
         return self._pk_loader()
+
+    # -- the device-resident path (device_data) -------------------------------------------
+
+    def device_key(self, dataset: Dataset) -> tuple:
+        """What identifies the images of ``dataset`` (equal keys share one device copy)."""
+        return (id(dataset),)
+
+    def device_tensors(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images (N, C, H, W), labels (N,))`` of a split, on the CPU, ready to batch.
+
+        Here the tensors of a ``TensorDataset`` (already normalised floats);
+        ``ImageDataModule`` gives uint8 images, channel-converted and resized.
+        """
+        if isinstance(dataset, TensorDataset):
+            return dataset.tensors[0], dataset.tensors[1]
+        raise TypeError(f"data.device_data cannot hold a {type(dataset).__name__} on the device")
+
+    def device_batch_options(self, train: bool) -> dict:
+        """The ``DeviceBatchLoader`` options that finish a batch: augmentation (``train``)
+        and normalisation. None here: ``device_tensors`` are final."""
+        return {}
+
+    def _device(self) -> torch.device:
+        # Lightning requests the loaders once the model is on its device.
+        trainer = self.trainer
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def _shard(self, stages: tuple[TrainerFn, ...]) -> tuple[int, int]:
+        """``(rank, world_size)`` for a loader Lightning requests while running one of
+        ``stages``; ``(0, 1)`` when one process runs, when Lightning would not add a
+        DistributedSampler, or when a callback asks for the loader itself (as
+        ``BeforeFitEvaluation`` does for the whole test split)."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1 or trainer.state.fn not in stages:
+            return 0, 1
+        if not trainer._accelerator_connector.use_distributed_sampler:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
+    def _device_loader(
+        self, dataset: Dataset | None, split: str, train: bool, stages: tuple[TrainerFn, ...]
+    ) -> DeviceBatchLoader:
+        if dataset is None:
+            raise LabError(f"{type(self).__name__} has no {split} split; was setup() called?")
+        device = self._device()
+        key = (*self.device_key(dataset), str(device))
+        if key not in self._on_device:
+            images, labels = self.device_tensors(dataset)
+            self._on_device[key] = (dataset, images.to(device), labels.to(device))
+        _, images, labels = self._on_device[key]
+        rank, world_size = self._shard(stages)
+        return DeviceBatchLoader(
+            images,
+            labels,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train and self.shuffle,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+            **self.device_batch_options(train),
+        )
 
     def _pk_loader(self) -> DataLoader:
         if self.train_set is None:
@@ -166,15 +249,23 @@ class LabDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def reference_dataloader(self) -> DataLoader:
+    def reference_dataloader(self) -> DataLoader | DeviceBatchLoader:
         """The training images without augmentation, in order: the reference set that
-        test embeddings are classified and retrieved against."""
-        return self._loader(self.reference_set, "reference (train, unaugmented)", train=False)
+        test embeddings are classified and retrieved against (whole on every process)."""
+        split = "reference (train, unaugmented)"
+        if self.device_data:
+            return self._device_loader(self.reference_set, split, False, ())
+        return self._loader(self.reference_set, split, train=False)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | DeviceBatchLoader:
+        if self.device_data:
+            stages = (TrainerFn.FITTING, TrainerFn.VALIDATING)
+            return self._device_loader(self.val_set, "val", False, stages)
         return self._loader(self.val_set, "val", train=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | DeviceBatchLoader:
+        if self.device_data:
+            return self._device_loader(self.test_set, "test", False, (TrainerFn.TESTING,))
         return self._loader(self.test_set, "test", train=False)
 
     def predict_dataloader(self) -> DataLoader:

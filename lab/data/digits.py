@@ -28,7 +28,8 @@ class DigitsDataModule(LabDataModule):
         channels: 1 (greyscale) or 3 (the grey value repeated, for RGB backbones).
         image_size: side length; 8 is native, larger sizes are bilinear upsampling.
         batch_size, eval_batch_size, num_workers, seed, pin_memory, pk_classes,
-            pk_samples, shuffle: see ``LabDataModule``.
+            pk_samples, shuffle, device_data: see ``LabDataModule`` (the digits have no
+            augmentation: ``device_data`` keeps the normalised images on the device).
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class DigitsDataModule(LabDataModule):
         pk_classes: int | None = None,
         pk_samples: int | None = None,
         shuffle: bool = True,
+        device_data: bool = False,
     ) -> None:
         super().__init__(
             batch_size,
@@ -55,6 +57,7 @@ class DigitsDataModule(LabDataModule):
             pk_classes,
             pk_samples,
             shuffle,
+            device_data=device_data,
         )
         if channels not in (1, 3):
             raise LabError(f"data.channels must be 1 or 3, got {channels}")

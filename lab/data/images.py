@@ -2,17 +2,20 @@
 
 A subclass only says how to read its files into uint8 ``(N, H, W, C)`` arrays and
 labels (``load_split``); splitting, channel conversion, resizing, augmentation,
-normalisation, the P x K sampler option and the loaders live here.
+normalisation, the P x K sampler option and the loaders live here, and with
+``device_data`` the device-resident path (``lab.data.device_loader``).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torchvision.transforms import v2
 
 from lab.data.base import LabDataModule, data_root, stratified_split
 from lab.data.transforms import Normalization, image_transform, pick_stats
@@ -77,6 +80,9 @@ class ImageDataModule(LabDataModule):
         pk_classes, pk_samples: if both set, training batches hold ``pk_classes`` classes
             with ``pk_samples`` images each (for batch-hard triplet mining); the batch
             size is then their product.
+        device_data: keep the splits on the training device as uint8 tensors (channels
+            and size converted once) and crop, flip and normalise whole batches there
+            (``lab.data.device_loader``); not with ``rotation`` or P x K batches.
         batch_size, eval_batch_size, num_workers, seed, pin_memory, shuffle: see
             ``LabDataModule``.
     """
@@ -101,6 +107,7 @@ class ImageDataModule(LabDataModule):
         seed: int = 0,
         pin_memory: bool = False,
         shuffle: bool = True,
+        device_data: bool = False,
     ) -> None:
         super().__init__(
             batch_size,
@@ -111,14 +118,21 @@ class ImageDataModule(LabDataModule):
             pk_classes,
             pk_samples,
             shuffle,
+            device_data=device_data,
         )
         if image_size is not None and image_size < 8:
             raise LabError(f"data.image_size must be at least 8, got {image_size}")
+        if device_data and rotation:
+            raise LabError(
+                "data.device_data does not do random rotation: set data.rotation=0 or "
+                "data.device_data=false"
+            )
         self.root = data_root(root)
         self.image_size = image_size
         self.channels = channels
         self.val_fraction = val_fraction
         stats = pick_stats(normalization, self.dataset_name, channels)
+        self.crop_padding, self.hflip, self.stats = crop_padding, hflip, stats
         common = {"channels": channels, "image_size": image_size, "stats": stats}
         self.train_transform = image_transform(
             train=True, crop_padding=crop_padding, hflip=hflip, rotation=rotation, **common
@@ -136,6 +150,35 @@ class ImageDataModule(LabDataModule):
         return np.arange(len(labels))
 
     # -- shared --------------------------------------------------------------------------
+
+    def device_key(self, dataset: Dataset) -> tuple:
+        # Train and reference sets hold the same images: one device copy serves both.
+        indices = np.ascontiguousarray(dataset.indices, dtype=np.int64)
+        return (id(dataset.images), hashlib.sha1(indices.tobytes()).hexdigest())
+
+    def device_tensors(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        """The split's uint8 images as ``(N, C, H, W)``, through the deterministic head of
+        the eval transform (channels, resize), in chunks; and its labels."""
+        head = []
+        for op in self.eval_transform.transforms:
+            if isinstance(op, v2.ToDtype):
+                break
+            head.append(op)
+        prepare = v2.Compose(head)
+        chunks = []
+        for start in range(0, len(dataset), 4096):  # bounded memory for the large splits
+            rows = dataset.indices[start : start + 4096]
+            images = torch.from_numpy(np.ascontiguousarray(dataset.images[rows]))
+            chunks.append(prepare(images.permute(0, 3, 1, 2)).contiguous())
+        if not chunks:
+            size = self.image_size or dataset.images.shape[1]
+            chunks.append(torch.zeros(0, self.channels, size, size, dtype=torch.uint8))
+        return torch.cat(chunks), torch.from_numpy(dataset.targets)
+
+    def device_batch_options(self, train: bool) -> dict:
+        if not train:
+            return {"stats": self.stats}
+        return {"crop_padding": self.crop_padding, "hflip": self.hflip, "stats": self.stats}
 
     def require(self, path: Path, how_to_get: str) -> Path:
         """``path`` if it exists, else a LabError naming it and how to get the data."""

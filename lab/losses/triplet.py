@@ -8,6 +8,10 @@ positive and a negative. Vectorised over the batch: one ``(B, B)`` matrix produc
 Checked against a brute-force loop and against pytorch-metric-learning's
 ``BatchHardMiner`` + ``TripletMarginLoss`` (tests/test_losses.py).
 
+Under DDP both losses are by default computed on the global batch, the embeddings of
+every process (``gather_across_ranks``, ``lab.losses.distributed``): batch-hard mining
+then sees all of them, and DDP's gradient averaging gives the single-process gradient.
+
 Also in-batch *random* triplets (``sample_triplets``, ``SampledTripletLoss``): a random
 positive and a random negative per anchor under ``torch.nn.TripletMarginLoss``, as the
 contrastive encoder of seed 004 was trained (tests/test_contrastive.py).
@@ -20,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lab.errors import LabError
+from lab.losses.distributed import gather_embeddings, shared_generator, world_size
 
 
 def squared_distances(embeddings: torch.Tensor) -> torch.Tensor:
@@ -46,20 +51,28 @@ class BatchHardTripletLoss(nn.Module):
     Args:
         margin: the hinge's margin (> 0); unused with ``soft_margin``.
         soft_margin: ``softplus(d_ap - d_an)`` instead of the hinge.
+        gather_across_ranks: under DDP, mine the triplets in the global batch (every
+            process's embeddings, see ``lab.losses.distributed``); the loss is then the
+            global batch's on every process. False: each process mines its own batch.
 
     After each call, ``last_active_fraction`` holds the share of the valid anchors whose
     triplet still violates the margin (a detached tensor: logging it costs no sync).
     """
 
-    def __init__(self, margin: float = 0.2, soft_margin: bool = False) -> None:
+    def __init__(
+        self, margin: float = 0.2, soft_margin: bool = False, gather_across_ranks: bool = True
+    ) -> None:
         super().__init__()
         if not soft_margin and margin <= 0:
             raise LabError(f"model.margin must be > 0 (or use soft_margin), got {margin}")
         self.margin = margin
         self.soft_margin = soft_margin
+        self.gather_across_ranks = gather_across_ranks
         self.last_active_fraction = torch.tensor(0.0)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.gather_across_ranks and world_size() > 1:
+            embeddings, labels = gather_embeddings(embeddings, labels)
         # The hardest pairs are chosen on squared distances (the root is monotonic), and
         # only those 2B distances are rooted: no (B, B) square root and its backward.
         distances = squared_distances(embeddings)
@@ -140,17 +153,24 @@ class SampledTripletLoss(nn.Module):
     Args:
         margin: the hinge's margin (> 0).
         swap: the distance swap of Balntas et al. (``TripletMarginLoss(swap=True)``).
+        gather_across_ranks: under DDP, draw the triplets from the global batch (every
+            process's embeddings, see ``lab.losses.distributed``) with a generator seeded
+            alike on every process when none is given, so the loss is the global batch's
+            on every process. False: each process draws from its own batch.
 
     After each call, ``last_active_fraction`` holds the share of sampled triplets that
     violate the margin and ``last_anchor_fraction`` the share of the batch that got a
     triplet (detached tensors: logging them costs no sync).
     """
 
-    def __init__(self, margin: float = 1.0, swap: bool = False) -> None:
+    def __init__(
+        self, margin: float = 1.0, swap: bool = False, gather_across_ranks: bool = True
+    ) -> None:
         super().__init__()
         if margin <= 0:
             raise LabError(f"model.margin must be > 0, got {margin}")
         self.margin = margin
+        self.gather_across_ranks = gather_across_ranks
         self.per_triplet = nn.TripletMarginLoss(margin=margin, p=2.0, swap=swap, reduction="none")
         self.last_active_fraction = torch.tensor(0.0)
         self.last_anchor_fraction = torch.tensor(0.0)
@@ -161,6 +181,10 @@ class SampledTripletLoss(nn.Module):
         labels: torch.Tensor,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
+        if self.gather_across_ranks and world_size() > 1:
+            embeddings, labels = gather_embeddings(embeddings, labels)
+            if generator is None:  # the processes' global random states may differ
+                generator = shared_generator(labels.device)
         anchors, positives, negatives = sample_triplets(labels, generator)
         self.last_anchor_fraction = embeddings.new_tensor(len(anchors) / max(len(labels), 1))
         if not len(anchors):

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from lab.errors import LabError
+from lab.losses.distributed import gather_split
 from lab.metrics import embedding_metrics, retrieval_metrics
 from lab.models.freeze import apply_trainable_policy, count_parameters, freeze_batchnorm
 
@@ -64,6 +65,10 @@ class Classifier(L.LightningModule):
             eval mode. The counts are logged as ``params/trainable`` and ``params/total``.
         frozen_children: with ``trainable: all``, freeze the first k top-level children of
             torchvision's ResNet (conv1, bn1, relu, maxpool, layer1..layer4, avgpool).
+        channels_last: keep the backbone's weights and the image batches in channels-last
+            memory order (faster convolutions with mixed precision on recent GPUs).
+        compile: ``torch.compile`` the backbone's ``forward_features`` (the checkpoint keys
+            do not change).
         step_metrics: also log the loss and the batch accuracy of every training step
             (``train_step/loss``, ``train_step/acc``; thinned by the Trainer's
             ``log_every_n_steps``), for curves over steps (optimizer studies).
@@ -81,6 +86,8 @@ class Classifier(L.LightningModule):
         knn_k: int = 10,
         trainable: str = "all",
         frozen_children: int = 0,
+        channels_last: bool = False,
+        compile: bool = False,
         step_metrics: bool = False,
     ) -> None:
         super().__init__()
@@ -103,6 +110,8 @@ class Classifier(L.LightningModule):
         self.embedding_metrics = embedding_metrics
         self.knn_k = knn_k
         self.step_metrics = step_metrics
+        self.channels_last = channels_last
+        self.compile_backbone = compile
 
         def accuracy(**kwargs: Any) -> MulticlassAccuracy:
             return MulticlassAccuracy(num_classes=num_classes, **kwargs)
@@ -147,6 +156,21 @@ class Classifier(L.LightningModule):
 
     # -- the loop ------------------------------------------------------------------------
 
+    def configure_model(self) -> None:
+        if self.channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+        if self.compile_backbone and not getattr(self, "_compiled", False):
+            # The task calls forward_features, not backbone(x): compile that (an instance
+            # attribute, so the state dict and the checkpoints keep their keys).
+            self.backbone.forward_features = torch.compile(self.backbone.forward_features)
+            self._compiled = True
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch of images in the memory order the backbone's weights use."""
+        if self.channels_last and x.ndim == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
     def train(self, mode: bool = True) -> Classifier:
         """Train mode, except for frozen BatchNorm layers: they keep their statistics.
 
@@ -179,18 +203,27 @@ class Classifier(L.LightningModule):
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str):
         x, y = batch
-        features = self.features(x)
+        features = self.features(self.prepare(x))
         logits = self.logits(features)
         terms = self.objective(features, logits, y)
         for name, value in terms.items():
-            self.log(f"{stage}/{name}", value, on_step=False, on_epoch=True, prog_bar=True)
+            # sync_dist: under DDP the epoch's value is the mean over every process's
+            # samples (one all-reduce at the end of the epoch), not rank 0's alone.
+            self.log(
+                f"{stage}/{name}",
+                value,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=True,
+                sync_dist=True,
+            )
         return features, logits, y, terms
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
         features, logits, y, terms = self._step(batch, "train")
         self.observe_train_features(features.detach(), y)
         if logits is not None:
-            self.train_acc(logits, y)
+            self.train_acc.update(logits, y)  # the epoch's value only: no per-batch compute
             self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         if self.step_metrics:
             self.log("train_step/loss", terms["loss"].detach(), on_step=True, on_epoch=False)
@@ -244,9 +277,9 @@ class Classifier(L.LightningModule):
             return None
         features = torch.cat([f for f, _ in parts])
         targets = torch.cat([t for _, t in parts])
-        if self.trainer.world_size > 1:  # every process holds an equal share
-            features = self.all_gather(features).flatten(0, 1)
-            targets = self.all_gather(targets).flatten(0, 1)
+        # Under DDP: the whole split, in order and without DistributedSampler's padding.
+        features = gather_split(self.trainer, features, stage)
+        targets = gather_split(self.trainer, targets, stage)
         return features, targets
 
     def on_validation_epoch_start(self) -> None:
@@ -292,7 +325,7 @@ class Classifier(L.LightningModule):
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         x, y = batch if isinstance(batch, (tuple, list)) else (batch, None)
-        features = self.features(x)
+        features = self.features(self.prepare(x))
         logits = self.logits(features)
         out = {"features": features}
         if logits is not None:
@@ -318,7 +351,13 @@ class Classifier(L.LightningModule):
         optimizer = self.optimizer_factory(self.optimized_parameters())
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer)
+        try:
+            scheduler = self.scheduler_factory(optimizer)
+        except ValueError as error:  # OneCycleLR without a length: this run's step count
+            if "total_steps" not in str(error):
+                raise
+            total = int(self.trainer.estimated_stepping_batches)
+            scheduler = self.scheduler_factory(optimizer, total_steps=total)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval},

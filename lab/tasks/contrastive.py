@@ -40,6 +40,8 @@ class ContrastiveEmbedder(TripletEmbedder):
     Args:
         margin: the triplet margin (> 0) on Euclidean distances (1.0 in the source).
         swap: use the distance swap (``TripletMarginLoss(swap=True)``).
+        gather_across_ranks: under DDP, draw the triplets from the embeddings of every
+            process (the global batch), not each process's own batch.
         The rest: see ``Classifier``. Give the backbone an ``embedding_dim`` (``z_dim``).
     """
 
@@ -49,11 +51,14 @@ class ContrastiveEmbedder(TripletEmbedder):
         num_classes: int,
         margin: float = 1.0,
         swap: bool = False,
+        gather_across_ranks: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(backbone, num_classes, margin=margin, **kwargs)
+        super().__init__(
+            backbone, num_classes, margin=margin, gather_across_ranks=gather_across_ranks, **kwargs
+        )
         self.hparams.pop("soft_margin", None)  # TripletEmbedder's, not an argument here
-        self.triplet_loss = SampledTripletLoss(margin, swap)
+        self.triplet_loss = SampledTripletLoss(margin, swap, gather_across_ranks)
         self._eval_batch = 0
 
     def objective(self, features, logits, targets):

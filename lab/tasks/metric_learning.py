@@ -108,6 +108,8 @@ class TripletClassifier(Classifier):
         triplet_weight: weight of the triplet term (>= 0).
         margin: triplet margin (> 0) on Euclidean distances.
         soft_margin: softplus instead of the hinge (no margin).
+        gather_across_ranks: under DDP, mine the triplets among the features of every
+            process (the global batch), not each process's own batch.
         The rest: see ``Classifier``.
     """
 
@@ -118,13 +120,14 @@ class TripletClassifier(Classifier):
         triplet_weight: float = 1.0,
         margin: float = 0.2,
         soft_margin: bool = False,
+        gather_across_ranks: bool = True,
         **kwargs: Any,
     ) -> None:
         if triplet_weight < 0:
             raise LabError(f"model.triplet_weight must be >= 0, got {triplet_weight}")
         super().__init__(backbone, num_classes, **kwargs)
         self.triplet_weight = triplet_weight
-        self.triplet_loss = BatchHardTripletLoss(margin, soft_margin)
+        self.triplet_loss = BatchHardTripletLoss(margin, soft_margin, gather_across_ranks)
 
     def on_fit_start(self) -> None:
         _require_pk_batches(self)
@@ -156,6 +159,8 @@ class TripletEmbedder(Classifier):
     Args:
         margin: triplet margin (> 0) on Euclidean distances.
         soft_margin: softplus instead of the hinge (no margin), as Hermans et al. prefer.
+        gather_across_ranks: under DDP, mine the triplets among the embeddings of every
+            process (the global batch), not each process's own batch.
         The rest: see ``Classifier`` (there is no cross-entropy, so no label smoothing).
     """
 
@@ -165,11 +170,12 @@ class TripletEmbedder(Classifier):
         num_classes: int,
         margin: float = 0.2,
         soft_margin: bool = False,
+        gather_across_ranks: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(backbone, num_classes, label_smoothing=0.0, **kwargs)
         self.hparams.pop("label_smoothing", None)  # not an argument of this class
-        self.triplet_loss = BatchHardTripletLoss(margin, soft_margin)
+        self.triplet_loss = BatchHardTripletLoss(margin, soft_margin, gather_across_ranks)
         dim = self.backbone.num_features
         self.register_buffer("centres", torch.zeros(num_classes, dim))
         self.register_buffer("centre_present", torch.zeros(num_classes, dtype=torch.bool))

@@ -1,0 +1,395 @@
+"""Training on several processes (DDP) gives what one process gives on the global batch.
+
+Two CPU processes (gloo) are started once for the whole module; each runs every scenario
+and saves what it saw, and the tests compare that with one process here:
+
+- the batch-hard and the sampled triplet loss, computed on every process's embeddings
+  (``lab.losses.distributed.gather_with_grad``): the loss, and the parameter gradient of a
+  DDP-wrapped layer, equal those of one process on the global batch, also when the
+  processes hold unequal batches (a last batch);
+- the center loss: after a few steps of a Lightning ``Trainer(strategy="ddp", devices=2)``
+  the centers are bit-identical on both processes and equal the one-process run's;
+- a Lightning test of a seeded Classifier on digits: the same test/acc, test/macro_f1 and
+  embedding metrics as one process, and the evaluation files written once, by rank 0,
+  equal to one process's. The 360 test digits split evenly (180 per process): on an
+  odd-sized split Lightning's DistributedSampler repeats a sample, which torchmetrics'
+  test/acc and test/macro_f1 then count twice (the embedding metrics, the confusion
+  matrix and the t-SNE drop it: ``lab.losses.distributed.gather_split``).
+
+The backbones have no BatchNorm: each process would normalise its own half-batch, which
+is DDP's documented behaviour (SyncBatchNorm runs only on GPUs), not a bug of ours.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import lightning as L
+import pandas as pd
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from lightning.pytorch.loggers import CSVLogger
+from threadpoolctl import threadpool_limits
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from lab.callbacks import TestEvaluation, TSNEPlot
+from lab.data import DigitsDataModule
+from lab.losses import BatchHardTripletLoss, SampledTripletLoss
+from lab.losses.distributed import gather_rows, gather_split, gather_with_grad, world_size
+from lab.models import MLP
+from lab.tasks import CenterLossClassifier, Classifier
+
+WORLD = 2
+# Rows of the global batch held by each process: equal halves, and a short last batch.
+SPLITS = {"even": (0, 8, 16), "uneven": (0, 9, 16)}
+CENTER_STEPS = 3
+CENTER_BATCH = 16  # global batch of the center-loss run (8 per process)
+TEST_BATCH = 60  # the 360 test digits: 3 batches per process, 6 for one
+
+
+# -- what both sides build ---------------------------------------------------------------
+
+
+def triplet_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(16, 6, generator=g), torch.randperm(16, generator=g) % 4
+
+
+def embedder() -> nn.Linear:
+    torch.manual_seed(0)
+    return nn.Linear(6, 4)
+
+
+def sampled_generator() -> torch.Generator:
+    return torch.Generator().manual_seed(5)
+
+
+LOSSES = {
+    "batch_hard": (BatchHardTripletLoss, {}),
+    "sampled": (SampledTripletLoss, {"generator": sampled_generator}),
+}
+
+
+def loss_call(name: str) -> tuple[nn.Module, dict]:
+    cls, extra = LOSSES[name]
+    return cls(), {k: make() for k, make in extra.items()}
+
+
+def quiet_trainer(**kwargs) -> L.Trainer:
+    defaults = dict(
+        accelerator="cpu",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    return L.Trainer(**{**defaults, **kwargs})
+
+
+def trainer_kwargs(devices: int) -> dict:
+    return {"devices": devices, "strategy": "ddp" if devices > 1 else "auto"}
+
+
+def center_run(devices: int) -> dict[str, torch.Tensor]:
+    """The centers and weights after ``CENTER_STEPS`` steps on 64 random 8x8 images."""
+    L.seed_everything(0, verbose=False)
+    model = CenterLossClassifier(
+        MLP(hidden=[16], in_channels=1, image_size=8),
+        num_classes=4,
+        center_weight=0.5,
+        center_lr=0.5,
+        optimizer=functools.partial(torch.optim.SGD, lr=0.1),
+        embedding_metrics=False,
+    )
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(64, 1, 8, 8, generator=g), torch.arange(64) % 4
+    data = TensorDataset(x, y)
+    # Unshuffled, process r takes the samples r, r + 2, ... of each global batch, so the
+    # two processes' batches make up the one-process batch. (The sampler is our own:
+    # Lightning 2.6 shuffles the DistributedSampler it puts into a training loader even
+    # when the loader does not shuffle.)
+    sampler = None
+    if devices > 1:
+        sampler = DistributedSampler(data, devices, dist.get_rank(), shuffle=False)
+    loader = DataLoader(data, batch_size=CENTER_BATCH // devices, sampler=sampler)
+    trainer = quiet_trainer(
+        max_steps=CENTER_STEPS, limit_val_batches=0, logger=False, **trainer_kwargs(devices)
+    )
+    trainer.fit(model, loader)
+    return {
+        "centers": model.center_loss.centers.detach().clone(),
+        "weight": model.backbone.encoder_layers[0][0].weight.detach().clone(),
+    }
+
+
+def digits_test(devices: int, root: Path) -> dict[str, float]:
+    """``trainer.test`` of a seeded, untrained MLP classifier on digits, with the
+    evaluation and t-SNE callbacks writing into ``root``; the logged metrics."""
+    L.seed_everything(0, verbose=False)
+    model = Classifier(MLP(hidden=[32], in_channels=1, image_size=8), num_classes=10, knn_k=5)
+    data = DigitsDataModule(eval_batch_size=TEST_BATCH)
+    callbacks = [TestEvaluation(), TSNEPlot(max_points=120, projector=False)]
+    logger = CSVLogger(root, name="run", version=0)
+    trainer = quiet_trainer(logger=logger, callbacks=callbacks, **trainer_kwargs(devices))
+    # One OpenMP thread for t-SNE: two spinning threads on a busy two-core machine take
+    # seconds for these 120 points, one takes a fraction of one.
+    with threadpool_limits(1):
+        trainer.test(model, datamodule=data, verbose=False)
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+# -- the two processes -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def triplet_on_ranks(rank: int) -> dict:
+    """Each loss on this process's rows of the global batch, under a DDP-wrapped layer."""
+    x, y = triplet_batch()
+    found = {}
+    for name in LOSSES:
+        for split, bounds in SPLITS.items():
+            rows = slice(bounds[rank], bounds[rank + 1])
+            model = DistributedDataParallel(embedder())
+            embeddings = model(x[rows])
+            embeddings.retain_grad()
+            loss_fn, extra = loss_call(name)
+            loss = loss_fn(embeddings, y[rows], **extra)
+            loss.backward()  # DDP averages the weight's gradient over the processes
+            found[name, split] = {
+                "loss": loss.detach(),
+                "embedding_grad": embeddings.grad,
+                "weight_grad": model.module.weight.grad,
+                "bias_grad": model.module.bias.grad,
+            }
+    # The option off: each process mines its own batch.
+    half = slice(rank * 8, rank * 8 + 8)
+    found["local"] = BatchHardTripletLoss(gather_across_ranks=False)(embedder()(x[half]), y[half])
+    # No generator given: drawn alike on every process, whatever their global states.
+    torch.manual_seed(100 + rank)
+    found["shared_draw"] = SampledTripletLoss()(embedder()(x[rank::2]), y[rank::2]).detach()
+    return found
+
+
+def gathering_on_ranks(rank: int) -> dict:
+    """``gather_split`` on a 7-sample split (padded to 8) and on an unsharded one."""
+    sampler = DistributedSampler(range(7), num_replicas=WORLD, rank=rank, shuffle=False)
+    held = torch.tensor(list(sampler))  # this process's samples, padding included
+    sharded = SimpleNamespace(test_dataloaders=DataLoader(range(7), sampler=sampler))
+    whole = SimpleNamespace(test_dataloaders=DataLoader(range(7)))
+    return {
+        "sharded": gather_split(sharded, held, "test"),
+        "unsharded": gather_split(whole, held, "test"),
+        "rows": gather_rows(torch.full((3 - 2 * rank, 2), rank)),  # 3 rows and 1 row
+    }
+
+
+def divergence_run(rank: int) -> dict:
+    """A NaN loss on rank 1 alone: every process must stop at the same step (one that
+    raised alone would leave the other waiting in the next collective)."""
+    from lab.callbacks.reliability import DivergenceGuard, NonFiniteLossError
+
+    class PoisonOnRank1(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_rank == 1 and trainer.global_step == 2:
+                batch[0].fill_(float("nan"))
+
+    L.seed_everything(0, verbose=False)
+    model = Classifier(
+        MLP(hidden=[8], in_channels=1, image_size=8), num_classes=4, embedding_metrics=False
+    )
+    g = torch.Generator().manual_seed(3)
+    data = TensorDataset(torch.randn(64, 1, 8, 8, generator=g), torch.arange(64) % 4)
+    trainer = quiet_trainer(
+        max_steps=6,
+        limit_val_batches=0,
+        logger=False,
+        callbacks=[DivergenceGuard(), PoisonOnRank1()],
+        **trainer_kwargs(WORLD),
+    )
+    try:
+        trainer.fit(model, DataLoader(data, batch_size=8))
+    except NonFiniteLossError as error:
+        return {"raised": True, "step": trainer.global_step, "message": str(error)}
+    return {"raised": False, "step": trainer.global_step, "message": ""}
+
+
+def worker(rank: int, port: int, out: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE=str(WORLD),
+        NODE_RANK="0",
+        LOCAL_RANK=str(rank),  # Lightning then takes the processes as launched already
+    )
+    torch.set_num_threads(1)  # two processes on two cores
+    # A short timeout: a process left waiting in a collective fails the test, not hangs it.
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD, timeout=timedelta(seconds=90))
+    written: list[str] = []
+
+    def recording(save):
+        def wrapped(*args, **kwargs):
+            written.extend(Path(a).name for a in args if isinstance(a, Path))
+            return save(*args, **kwargs)
+
+        return wrapped
+
+    import lab.callbacks.evaluation as evaluation
+    import lab.callbacks.tsne as tsne
+
+    for module in (evaluation, tsne):
+        module.atomic_write_text = recording(module.atomic_write_text)
+        module.save_figure_atomically = recording(module.save_figure_atomically)
+    try:
+        results = {
+            "triplet": triplet_on_ranks(rank),
+            "gathering": gathering_on_ranks(rank),
+            "center": center_run(WORLD),
+            "metrics": digits_test(WORLD, Path(out) / "ddp"),
+            "divergence": divergence_run(rank),
+            "written": written,
+        }
+        torch.save(results, Path(out) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    """The run folder and what each of the two processes saved."""
+    out = tmp_path_factory.mktemp("ddp")
+    # Forked, the processes start with torch, Lightning and lab already imported (spawned,
+    # each would spend many seconds importing them again).
+    mp.start_processes(
+        worker, args=(free_port(), str(out)), nprocs=WORLD, join=True, start_method="fork"
+    )
+    return out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+
+
+# -- the comparisons ---------------------------------------------------------------------
+
+
+def one_process_triplet(name: str) -> dict[str, torch.Tensor]:
+    x, y = triplet_batch()
+    model = embedder()
+    embeddings = model(x)
+    embeddings.retain_grad()
+    loss_fn, extra = loss_call(name)
+    loss = loss_fn(embeddings, y, **extra)
+    loss.backward()
+    return {
+        "loss": loss.detach(),
+        "embedding_grad": embeddings.grad,
+        "weight_grad": model.weight.grad,
+        "bias_grad": model.bias.grad,
+    }
+
+
+@pytest.mark.parametrize("split", list(SPLITS))
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_triplet_loss_and_gradients_on_two_ranks_equal_one_process(ranks, name, split):
+    _, saved = ranks
+    expected = one_process_triplet(name)
+    bounds = SPLITS[split]
+    for rank, result in enumerate(saved):
+        got = result["triplet"][name, split]
+        torch.testing.assert_close(got["loss"], expected["loss"])  # the global batch's loss
+        # After DDP's averaging, each process's parameter gradient is the global one...
+        torch.testing.assert_close(got["weight_grad"], expected["weight_grad"])
+        torch.testing.assert_close(got["bias_grad"], expected["bias_grad"])
+        # ...because each process's own rows got WORLD times their global-batch gradient.
+        rows = slice(bounds[rank], bounds[rank + 1])
+        torch.testing.assert_close(got["embedding_grad"] / WORLD, expected["embedding_grad"][rows])
+    assert expected["weight_grad"].abs().sum() > 0  # the comparison is not of zeros
+
+
+def test_without_gathering_each_rank_mines_its_own_batch(ranks):
+    _, saved = ranks
+    x, y = triplet_batch()
+    for rank, result in enumerate(saved):
+        rows = slice(rank * 8, rank * 8 + 8)
+        expected = BatchHardTripletLoss()(embedder()(x[rows]), y[rows])
+        torch.testing.assert_close(result["triplet"]["local"], expected)
+    assert not torch.allclose(saved[0]["triplet"]["local"], saved[1]["triplet"]["local"])
+
+
+def test_sampled_triplets_drawn_without_a_generator_are_the_same_on_every_rank(ranks):
+    _, saved = ranks
+    # Different global random states per process, yet the same triplets and loss.
+    assert torch.equal(saved[0]["triplet"]["shared_draw"], saved[1]["triplet"]["shared_draw"])
+
+
+def test_gather_split_puts_the_split_back_in_order_without_padding(ranks):
+    _, saved = ranks
+    for rank, result in enumerate(saved):
+        gathered = result["gathering"]
+        assert gathered["sharded"].tolist() == list(range(7))  # not 8: the padding is gone
+        # Unsharded, every process evaluated the whole split: nothing is gathered.
+        assert gathered["unsharded"].tolist() == ([0, 2, 4, 6], [1, 3, 5, 0])[rank]
+        assert gathered["rows"].tolist() == [[0, 0]] * 3 + [[1, 1]]
+
+
+def test_gathering_is_a_no_op_in_one_process():
+    assert world_size() == 1
+    x = torch.randn(3, 2, requires_grad=True)
+    assert gather_with_grad(x) is x and gather_rows(x) is x
+
+
+def test_center_loss_centers_identical_on_ranks_and_equal_to_one_process(ranks):
+    _, saved = ranks
+    first, second = (result["center"] for result in saved)
+    assert torch.equal(first["centers"], second["centers"])  # bit for bit
+    assert torch.equal(first["weight"], second["weight"])
+    expected = center_run(1)
+    torch.testing.assert_close(first["centers"], expected["centers"])
+    torch.testing.assert_close(first["weight"], expected["weight"])
+    L.seed_everything(0, verbose=False)  # the centers did move, from their seeded start
+    start = CenterLossClassifier(
+        MLP(hidden=[16], in_channels=1, image_size=8), num_classes=4
+    ).center_loss.centers
+    assert not torch.allclose(first["centers"], start)
+
+
+def test_test_metrics_and_files_on_two_ranks_equal_one_process(ranks, tmp_path):
+    out, saved = ranks
+    expected = digits_test(1, tmp_path)
+    names = ["test/acc", "test/macro_f1", "test/loss", "test/knn_acc", "test/centroid_acc"]
+    names += ["test/precision_at_1", "test/map_at_r", "test/r_precision", "test/auc_macro"]
+    names += [f"test/class_acc/{d}" for d in range(10)]
+    assert set(names) <= set(expected)
+    for result in saved:
+        for name in names:
+            assert result["metrics"][name] == pytest.approx(expected[name], abs=1e-6), name
+    # Written once, by rank 0; and the same files as one process writes.
+    files = ["confusion_matrix.csv", "per_class_accuracy.csv", "auc.csv", "tsne.csv"]
+    assert saved[1]["written"] == []
+    for file in [*files, "tsne.png", "roc.png", "confusion_matrix.png"]:
+        assert saved[0]["written"].count(file) == 1, file
+    for file in files:
+        got = pd.read_csv(out / "ddp" / "run" / "version_0" / file)
+        want = pd.read_csv(tmp_path / "run" / "version_0" / file)
+        pd.testing.assert_frame_equal(got, want, check_exact=False, atol=1e-4)
+    confusion = pd.read_csv(out / "ddp" / "run" / "version_0" / "confusion_matrix.csv")
+    assert confusion.iloc[:, 1:].to_numpy().sum() == 360  # each test image once
+
+
+def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_step(ranks):
+    _, results = ranks
+    outcomes = [r["divergence"] for r in results]
+    assert all(o["raised"] for o in outcomes), outcomes
+    assert [o["step"] for o in outcomes] == [2, 2]
+    assert (
+        "non-finite loss" in outcomes[0]["message"] or "non-finite loss" in outcomes[1]["message"]
+    )
