@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LAB := $(BIN)/lab
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (auto: one per core; 0 runs in this process).
+TEST_WORKERS ?= auto
 DEMO_REPORT ?= lightning_logs/reports/demo
 # Experiments: every experiments/<id>.yaml (files starting with _ are shared presets).
 EXPERIMENTS := $(sort $(basename $(notdir $(wildcard experiments/[!_]*.yaml))))
@@ -92,8 +94,8 @@ cifar-transfer: $(STAMP) ## CIFAR-10: from scratch vs fine-tuned vs 5 / 9 childr
 	$(MAKE) cifar-scratch cifar-finetune cifar-frozen
 	$(LAB) report cifar-scratch cifar-finetune sweeps/cifar-frozen --out $(CIFAR_REPORT)
 
-test: $(STAMP) lint ## Lint, then run the whole test suite (slow tests included)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(STAMP) lint ## Lint, then run the whole test suite (slow tests included), one worker per core
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check lab tests
