@@ -4,7 +4,7 @@ import torchvision
 from torchvision.models._api import WeightsEnum
 
 from lab.errors import LabError
-from lab.models import ResNet, resnet18, resnet50
+from lab.models import VGG, ResNet, resnet18, resnet50
 
 
 @pytest.mark.parametrize("size", [8, 32, 64, 96])
@@ -64,12 +64,45 @@ def test_parameter_count_matches_torchvision():
     assert ours == theirs
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"depth": 101}, {"in_channels": 2}, {"num_classes": -1}], ids=str
-)
+@pytest.mark.parametrize("kwargs", [{"depth": 101}, {"in_channels": 2}], ids=str)
 def test_bad_arguments_are_rejected(kwargs):
     with pytest.raises(ValueError):
         ResNet(**kwargs)
+
+
+@pytest.mark.parametrize("backbone", [ResNet, VGG])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"num_classes": -1}, "num_classes must be >= 0"),
+        ({"embedding_dim": 0}, "embedding_dim must be >= 1 or null"),
+        ({"dropout": 1.0}, "dropout must be in"),
+        ({"head_hidden": [64, 0]}, "head_hidden must be positive"),
+    ],
+    ids=str,
+)
+def test_bad_head_settings_are_one_line_errors_for_every_pooled_backbone(backbone, kwargs, message):
+    with pytest.raises(LabError, match=message):
+        backbone(**kwargs)
+
+
+@pytest.mark.parametrize("backbone", [ResNet, VGG])
+def test_every_pooled_backbone_has_the_same_head(backbone):
+    """Embedding, normalisation, MLP head with dropout: the layers and the feature API."""
+    model = backbone(
+        num_classes=5, embedding_dim=16, normalize_embedding=True, head_hidden=[8], dropout=0.5
+    ).eval()
+    x = torch.randn(3, 3, 32, 32)
+    features = model.forward_features(x)
+    assert features.shape == (3, 16) and model.num_features == 16
+    assert torch.allclose(features.norm(dim=1), torch.ones(3))
+    pooled = model.forward_trunk(x).mean(dim=(2, 3))
+    expected = torch.nn.functional.normalize(model.embedding(pooled), dim=1)
+    assert torch.allclose(features, expected)
+    assert [type(m).__name__ for m in model.fc] == ["Linear", "ReLU", "Dropout", "Linear"]
+    assert torch.equal(model(x), model.forward_head(features))
+    model.reset_classifier(0)
+    assert torch.equal(model(x), features)
 
 
 def _torchvision_state(depth: int = 18) -> dict[str, torch.Tensor]:

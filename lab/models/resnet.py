@@ -26,11 +26,12 @@ from torchvision.models import get_model_weights
 from torchvision.models import resnet as tv_resnet
 
 from lab.errors import LabError
+from lab.models.head import PooledBackbone, check_head_options
 
 _BUILDERS = {18: tv_resnet.resnet18, 34: tv_resnet.resnet34, 50: tv_resnet.resnet50}
 
 
-class ResNet(nn.Module):
+class ResNet(PooledBackbone):
     """A torchvision ResNet trunk with an optional embedding layer and classifier.
 
     Args:
@@ -77,12 +78,7 @@ class ResNet(nn.Module):
             raise ValueError(f"ResNet depth must be one of {sorted(_BUILDERS)}, got {depth}")
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        if not 0.0 <= dropout < 1.0:
-            raise LabError(f"backbone.dropout must be in [0, 1), got {dropout}")
-        if any(width < 1 for width in head_hidden or []):
-            raise LabError(f"backbone.head_hidden must be positive widths, got {head_hidden}")
+        check_head_options(num_classes, embedding_dim, dropout, head_hidden)
         trunk = _BUILDERS[depth](weights=None, zero_init_residual=zero_init_residual)
         if small_input or in_channels != 3:
             kernel, stride, padding = (3, 1, 1) if small_input else (7, 2, 3)
@@ -98,7 +94,6 @@ class ResNet(nn.Module):
         self.depth = depth
         self.in_channels = in_channels
         self.small_input = small_input
-        self.trunk_features = trunk.fc.in_features
         # Keep torchvision's module names (conv1, bn1, layer1..layer4) so that layer-wise
         # freezing policies and activation hooks can address them by name.
         self.conv1, self.bn1, self.relu, self.maxpool = (
@@ -113,17 +108,14 @@ class ResNet(nn.Module):
             trunk.layer3,
             trunk.layer4,
         )
-        self.embedding = (
-            nn.Linear(self.trunk_features, embedding_dim) if embedding_dim else nn.Identity()
+        self.build_head(
+            trunk.fc.in_features,
+            num_classes,
+            embedding_dim,
+            normalize_embedding,
+            dropout,
+            head_hidden,
         )
-        self.normalize_embedding = normalize_embedding
-        self.num_features = embedding_dim or self.trunk_features
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.dropout_rate = dropout
-        self.head_hidden = list(head_hidden or [])
-        self.num_classes = 0
-        self.fc: nn.Module = nn.Identity()
-        self.reset_classifier(num_classes)
         if imagenet_fc is not None and self.fc_fits(imagenet_fc):
             self.fc.load_state_dict(imagenet_fc)
         if weights is not None and is_weights_path(weights):
@@ -134,44 +126,10 @@ class ResNet(nn.Module):
         own = self.fc.state_dict()
         return own.keys() == state.keys() and all(own[k].shape == v.shape for k, v in state.items())
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier with a freshly initialised one (0: no classifier): a
-        linear layer, or an MLP when ``head_hidden`` is set."""
-        self.num_classes = num_classes
-        if not num_classes:
-            self.fc = nn.Identity()
-            return
-        layers: list[nn.Module] = []
-        width = self.num_features
-        for hidden in self.head_hidden:
-            layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
-            if self.dropout_rate > 0:
-                layers.append(nn.Dropout(self.dropout_rate))
-            width = hidden
-        final = nn.Linear(width, num_classes)
-        self.fc = nn.Sequential(*layers, final) if layers else final
-
     def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
         """The last convolutional feature map, ``(B, C, H, W)``."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The pooled vector before the classifier, ``(B, num_features)``."""
-        # A mean over H, W instead of AdaptiveAvgPool2d: same values, and its backward is
-        # deterministic on CUDA (adaptive_avg_pool2d's is not).
-        pooled = self.forward_trunk(x).mean(dim=(2, 3))
-        features = self.embedding(pooled)
-        if self.normalize_embedding:
-            features = nn.functional.normalize(features, dim=1)
-        return features
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits from features (the features themselves when there is no classifier)."""
-        return self.fc(self.dropout(features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def normalize_weights(weights: str | None) -> str | None:

@@ -27,13 +27,14 @@ from torchvision.models import get_model_weights
 from torchvision.models import vgg as tv_vgg
 
 from lab.errors import LabError
+from lab.models.head import PooledBackbone, check_head_options
 from lab.models.resnet import is_weights_path, load_weights_file, normalize_weights
 
 DEPTHS = (11, 13, 16, 19)
 _CONFIGS = {11: tv_vgg.cfgs["A"], 13: tv_vgg.cfgs["B"], 16: tv_vgg.cfgs["D"], 19: tv_vgg.cfgs["E"]}
 
 
-class VGG(nn.Module):
+class VGG(PooledBackbone):
     """A torchvision VGG trunk with an optional embedding layer and classifier.
 
     Module names: ``features`` (torchvision's convolutional stages), ``embedding``,
@@ -80,14 +81,7 @@ class VGG(nn.Module):
             raise LabError(f"backbone.depth must be one of {DEPTHS} for a VGG, got {depth}")
         if in_channels not in (1, 3):
             raise LabError(f"backbone.in_channels must be 1 or 3, got {in_channels}")
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        if embedding_dim is not None and embedding_dim < 1:
-            raise LabError(f"backbone.embedding_dim must be >= 1 or null, got {embedding_dim}")
-        if not 0.0 <= dropout < 1.0:
-            raise LabError(f"backbone.dropout must be in [0, 1), got {dropout}")
-        if any(width < 1 for width in head_hidden or []):
-            raise LabError(f"backbone.head_hidden must be positive widths, got {head_hidden}")
+        check_head_options(num_classes, embedding_dim, dropout, head_hidden)
         self.arch = f"vgg{depth}_bn" if batch_norm else f"vgg{depth}"
         # torchvision's stages without its 224-pixel classifier (120M parameters to
         # initialise for nothing), initialised as torchvision's VGG does.
@@ -103,18 +97,7 @@ class VGG(nn.Module):
         self.batch_norm = batch_norm
         self.in_channels = in_channels
         self.features = features
-        self.trunk_features = 512
-        self.embedding = (
-            nn.Linear(self.trunk_features, embedding_dim) if embedding_dim else nn.Identity()
-        )
-        self.normalize_embedding = normalize_embedding
-        self.num_features = embedding_dim or self.trunk_features
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.dropout_rate = dropout
-        self.head_hidden = list(head_hidden or [])
-        self.num_classes = 0
-        self.fc: nn.Module = nn.Identity()
-        self.reset_classifier(num_classes)
+        self.build_head(512, num_classes, embedding_dim, normalize_embedding, dropout, head_hidden)
         if weights is not None and is_weights_path(weights):
             load_weights_file(
                 self,
@@ -123,42 +106,9 @@ class VGG(nn.Module):
                 hint="the same depth, batch_norm, in_channels and embedding_dim",
             )
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier with a freshly initialised one (0: no classifier): a
-        linear layer, or an MLP when ``head_hidden`` is set."""
-        self.num_classes = num_classes
-        if not num_classes:
-            self.fc = nn.Identity()
-            return
-        layers: list[nn.Module] = []
-        width = self.num_features
-        for hidden in self.head_hidden:
-            layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
-            if self.dropout_rate > 0:
-                layers.append(nn.Dropout(self.dropout_rate))
-            width = hidden
-        final = nn.Linear(width, num_classes)
-        self.fc = nn.Sequential(*layers, final) if layers else final
-
     def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
         """The last convolutional feature map, ``(B, 512, H / 32, W / 32)``."""
         return self.features(x)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The pooled vector (or its embedding), ``(B, num_features)``."""
-        # A mean over H, W rather than AdaptiveAvgPool2d: deterministic backward on CUDA.
-        pooled = self.forward_trunk(x).mean(dim=(2, 3))
-        features = self.embedding(pooled)
-        if self.normalize_embedding:
-            features = nn.functional.normalize(features, dim=1)
-        return features
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits from features (the features themselves when there is no classifier)."""
-        return self.fc(self.dropout(features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _init_like_torchvision(features: nn.Sequential) -> None:
