@@ -4,7 +4,7 @@ Two CPU processes (gloo) are started once for the whole module; each runs every 
 and saves what it saw, and the tests compare that with one process here:
 
 - the batch-hard and the sampled triplet loss, computed on every process's embeddings
-  (``lab.losses.distributed.gather_with_grad``): the loss, and the parameter gradient of a
+  (``lab.distributed.gather_with_grad``): the loss, and the parameter gradient of a
   DDP-wrapped layer, equal those of one process on the global batch, also when the
   processes hold unequal batches (a last batch);
 - the center loss: after a few steps of a Lightning ``Trainer(strategy="ddp", devices=2)``
@@ -14,7 +14,7 @@ and saves what it saw, and the tests compare that with one process here:
   equal to one process's. The 360 test digits split evenly (180 per process): on an
   odd-sized split Lightning's DistributedSampler repeats a sample, which torchmetrics'
   test/acc and test/macro_f1 then count twice (the embedding metrics, the confusion
-  matrix and the t-SNE drop it: ``lab.losses.distributed.gather_split``).
+  matrix and the t-SNE drop it: ``lab.distributed.gather_split``).
 
 The backbones have no BatchNorm: each process would normalise its own half-batch, which
 is DDP's documented behaviour (SyncBatchNorm runs only on GPUs), not a bug of ours.
@@ -43,8 +43,8 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from lab.callbacks import TestEvaluation, TSNEPlot
 from lab.data import DigitsDataModule
+from lab.distributed import gather_rows, gather_split, gather_with_grad, world_size
 from lab.losses import BatchHardTripletLoss, SampledTripletLoss
-from lab.losses.distributed import gather_rows, gather_split, gather_with_grad, world_size
 from lab.models import MLP
 from lab.tasks import CenterLossClassifier, Classifier
 

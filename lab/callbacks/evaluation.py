@@ -35,8 +35,8 @@ from torchmetrics.functional.classification import (
 
 from lab.callbacks.figures import figure_writer, save_figure_atomically, task_class_names
 from lab.callbacks.figures import run_dir as run_folder
+from lab.distributed import gather_split
 from lab.errors import LabError
-from lab.losses.distributed import gather_split
 from lab.runs import atomic_write_text
 
 INDEX_NAME = "true\\predicted"

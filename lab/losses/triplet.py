@@ -9,7 +9,7 @@ Checked against a brute-force loop and against pytorch-metric-learning's
 ``BatchHardMiner`` + ``TripletMarginLoss`` (tests/test_losses.py).
 
 Under DDP both losses are by default computed on the global batch, the embeddings of
-every process (``gather_across_ranks``, ``lab.losses.distributed``): batch-hard mining
+every process (``gather_across_ranks``, ``lab.distributed``): batch-hard mining
 then sees all of them, and DDP's gradient averaging gives the single-process gradient.
 
 Also in-batch *random* triplets (``sample_triplets``, ``SampledTripletLoss``): a random
@@ -23,8 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lab.distributed import gather_embeddings, shared_generator, world_size
 from lab.errors import LabError
-from lab.losses.distributed import gather_embeddings, shared_generator, world_size
 
 
 def squared_distances(embeddings: torch.Tensor) -> torch.Tensor:
@@ -52,7 +52,7 @@ class BatchHardTripletLoss(nn.Module):
         margin: the hinge's margin (> 0); unused with ``soft_margin``.
         soft_margin: ``softplus(d_ap - d_an)`` instead of the hinge.
         gather_across_ranks: under DDP, mine the triplets in the global batch (every
-            process's embeddings, see ``lab.losses.distributed``); the loss is then the
+            process's embeddings, see ``lab.distributed``); the loss is then the
             global batch's on every process. False: each process mines its own batch.
 
     After each call, ``last_active_fraction`` holds the share of the valid anchors whose
@@ -154,7 +154,7 @@ class SampledTripletLoss(nn.Module):
         margin: the hinge's margin (> 0).
         swap: the distance swap of Balntas et al. (``TripletMarginLoss(swap=True)``).
         gather_across_ranks: under DDP, draw the triplets from the global batch (every
-            process's embeddings, see ``lab.losses.distributed``) with a generator seeded
+            process's embeddings, see ``lab.distributed``) with a generator seeded
             alike on every process when none is given, so the loss is the global batch's
             on every process. False: each process draws from its own batch.
 

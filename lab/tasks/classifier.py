@@ -18,8 +18,8 @@ from torch import nn
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from lab.distributed import gather_split
 from lab.errors import LabError
-from lab.losses.distributed import gather_split
 from lab.metrics import embedding_metrics, retrieval_metrics
 from lab.models.freeze import apply_trainable_policy, count_parameters, freeze_batchnorm
 
