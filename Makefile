@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LAB := $(BIN)/lab
 PYTEST_ARGS ?=
-# pytest-xdist workers for `make test` (auto: one per core; 0 runs in this process).
-TEST_WORKERS ?= auto
+# pytest-xdist workers for `make test`: one per usable core, at most 4 (each holds its own
+# torch, about 1 GB); 0 runs the tests in one process.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); \
+	if [ $$n -gt 4 ]; then n=4; elif [ $$n -lt 2 ]; then n=0; fi; echo $$n)
 DEMO_REPORT ?= lightning_logs/reports/demo
 # Experiments: every experiments/<id>.yaml (files starting with _ are shared presets).
 EXPERIMENTS := $(sort $(basename $(notdir $(wildcard experiments/[!_]*.yaml))))
@@ -94,7 +96,7 @@ cifar-transfer: $(STAMP) ## CIFAR-10: from scratch vs fine-tuned vs 5 / 9 childr
 	$(MAKE) cifar-scratch cifar-finetune cifar-frozen
 	$(LAB) report cifar-scratch cifar-finetune sweeps/cifar-frozen --out $(CIFAR_REPORT)
 
-test: $(STAMP) lint ## Lint, then run the whole test suite (slow tests included), one worker per core
+test: $(STAMP) lint ## Lint, then run the whole test suite (slow tests included), on up to 4 cores
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff check and format check

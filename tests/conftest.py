@@ -16,10 +16,11 @@ REPO = Path(__file__).resolve().parents[1]
 ALL_EXPERIMENTS = sorted(p for p in (REPO / "experiments").glob("*.yaml"))
 # LightningCLI experiments (`lab fit`); the others are run by a project command (`lab svm`).
 EXPERIMENTS = [p for p in ALL_EXPERIMENTS if "model" in yaml.safe_load(p.read_text())]
-# Under pytest-xdist (`make test` runs `-n auto`), share the cores between the workers
-# rather than let each one start a thread per core.
+# Under pytest-xdist (`make test` runs a worker per core), share the usable cores between
+# the workers rather than let each one start a thread per core.
 if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    torch.set_num_threads(max(1, (cores or 1) // workers))
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 
