@@ -16,6 +16,8 @@ checkpoints address them by these names).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 from torch import nn
 
@@ -36,8 +38,10 @@ def check_head_options(
         raise LabError(f"backbone.head_hidden must be positive widths, got {head_hidden}")
 
 
-class PooledBackbone(nn.Module):
-    """A convolutional trunk, average pooling, an optional embedding layer and a classifier."""
+class PooledBackbone(nn.Module, ABC):
+    """A convolutional trunk, average pooling, an optional embedding layer and a classifier.
+
+    Abstract: a subclass that does not define ``forward_trunk`` cannot be instantiated."""
 
     def build_head(
         self,
@@ -81,9 +85,9 @@ class PooledBackbone(nn.Module):
         final = nn.Linear(width, num_classes)
         self.fc = nn.Sequential(*layers, final) if layers else final
 
+    @abstractmethod
     def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
         """The last convolutional feature map, ``(B, C, H, W)``."""
-        raise NotImplementedError
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled vector (or its embedding), ``(B, num_features)``."""
