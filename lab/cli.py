@@ -33,6 +33,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lab.callbacks import RunRecord, TestEvaluation
 from lab.callbacks.checkpoint import LastAndBestCheckpoint
 from lab.callbacks.reliability import DivergenceGuard, Interruption
+from lab.configs import expand_bases, strip_base
 from lab.errors import LabError
 from lab.loggers import AppendingCSVLogger
 from lab.models.resnet import is_weights_path, normalize_weights
@@ -120,6 +121,15 @@ class LabArgumentParser(LightningArgumentParser):
         if file is not sys.stderr:
             super().print_usage(file)
 
+    # Experiments as deltas (lab/configs.py): a config's ``base:`` files become --config
+    # files of their own just before it, and the ``base:`` entry is not read as an option.
+    def parse_args(self, args: Sequence[str] | None = None, *rest: Any, **kwargs: Any):
+        args = expand_bases(sys.argv[1:] if args is None else args)
+        return super().parse_args(args, *rest, **kwargs)
+
+    def parse_string(self, content: str, *rest: Any, **kwargs: Any):
+        return super().parse_string(strip_base(content), *rest, **kwargs)
+
 
 class LabCLI(LightningCLI):
     """LightningCLI with the project's run layout, checkpoint defaults and resume rules."""
@@ -195,9 +205,9 @@ class LabCLI(LightningCLI):
         if config.get("experiment"):
             return str(config["experiment"])
         for path in config.get("config") or []:
-            stem = Path(str(path)).stem
-            if not stem.startswith("_"):
-                return stem
+            path = Path(str(path))  # not a preset or base: experiments/_base/*, _*.yaml
+            if not path.stem.startswith("_") and not path.parent.name.startswith("_"):
+                return path.stem
         return "default"
 
     def before_instantiate_classes(self) -> None:

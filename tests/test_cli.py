@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from lab.cli import main
+from lab.configs import bases_of
 from lab.data.fakes.cifar10 import write_cifar10
 from lab.data.fakes.dogs_cats import write_dogs_cats
 from lab.data.fakes.stl10 import write_stl10
@@ -49,14 +50,32 @@ FAKE_DATA = {
 }
 
 
+def files_set(config: Path) -> dict:
+    """What an experiment's files set: its bases (``base:``) and itself, merged key by key
+    (LightningCLI's merge also resolves class changes; this is for reading the files)."""
+
+    def merge(into: dict, update: dict) -> dict:
+        for key, value in update.items():
+            if isinstance(value, dict) and isinstance(into.get(key), dict):
+                merge(into[key], value)
+            else:
+                into[key] = value
+        return into
+
+    merged: dict = {}
+    for path in [*bases_of(config), config]:
+        merge(merged, yaml.safe_load(path.read_text()))
+    return merged
+
+
 def data_class(config: Path) -> str:
-    return yaml.safe_load(config.read_text())["data"]["class_path"]
+    return files_set(config)["data"]["class_path"]
 
 
 def fixture_overrides(config: Path) -> list[str]:
     """What an experiment must change to run on the small fixtures offline: no
     pretrained download, a class subset and P x K batches the 4-class fixture can hold."""
-    loaded = yaml.safe_load(config.read_text())
+    loaded = files_set(config)
     model, data = loaded["model"]["init_args"], loaded["data"].get("init_args", {})
     extra = []
     if model.get("backbone", {}).get("init_args", {}).get("weights"):
