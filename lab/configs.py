@@ -122,14 +122,18 @@ def strip_base(text: str) -> str:
     while end < len(lines) and (not lines[end].strip() or lines[end][0] in " \t#-"):
         end += 1
     stripped = "".join(lines[:start] + lines[end:])
-    # The text cut must be exactly the base entry: the rest must read as before.
     try:
-        before, after = yaml.safe_load(text), yaml.safe_load(stripped) or {}
+        before = yaml.safe_load(text)
     except yaml.YAMLError:
         return text  # not YAML that safe_load reads: leave the error to jsonargparse
     if not isinstance(before, dict) or BASE_KEY not in before:
         return text
     before.pop(BASE_KEY)
+    # The text cut must be exactly the base entry: the rest must read as before.
+    try:
+        after = yaml.safe_load(stripped) or {}
+    except yaml.YAMLError:
+        after = None
     if after != before:
         raise LabError(
             f"could not remove '{BASE_KEY}:' from a config: write it as one top-level "
