@@ -51,6 +51,7 @@ PROJECT_COMMANDS = {
     "report": "lab.report:main",
     "svm": "lab.svm:main",
     "bench": "lab.bench:main",
+    "record": "lab.results:main",
 }
 
 

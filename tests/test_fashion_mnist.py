@@ -213,3 +213,12 @@ def test_device_path_erases_seeded_per_epoch(tmp_path):
     assert not torch.equal(next(iter(loader))[0], x)
     plain = make(tmp_path, device_data=True).train_dataloader()
     assert isinstance(plain, DeviceBatchLoader)
+
+
+def test_the_docs_command_runs_on_a_fixture_folder(lab, workdir):
+    """docs/data.md's line: the demo recipe on Fashion-MNIST from a named folder."""
+    folder = write_idx(workdir, folder=workdir / "fashion-mnist")
+    demo = Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml"
+    lab("fit", "--config", demo, "--data=lab.data.FashionMNISTDataModule",
+        f"--data.folder={folder}", "--data.image_size=28", "--data.verify=false",
+        "--trainer.fast_dev_run=true")  # fmt: skip

@@ -4,8 +4,8 @@ Both are read from their four IDX files (``lab.data.idx``): torchvision's layout
 the data root (``download: true`` fills it), or a folder you name, such as the Debian
 package ``dataset-fashion-mnist``'s ``/usr/share/datasets/fashion-mnist``.
 
-    lab fit --config experiments/fmnist-ce.yaml \
-        --data.init_args.folder=/usr/share/datasets/fashion-mnist
+    lab fit --config experiments/demo.yaml --data=lab.data.FashionMNISTDataModule \
+        --data.folder=/usr/share/datasets/fashion-mnist --data.image_size=28
 """
 
 from __future__ import annotations
