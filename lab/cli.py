@@ -35,7 +35,7 @@ from lab.callbacks.checkpoint import LastAndBestCheckpoint
 from lab.callbacks.reliability import DivergenceGuard, Interruption
 from lab.errors import LabError
 from lab.loggers import AppendingCSVLogger
-from lab.models.resnet import is_weights_path, normalize_weights
+from lab.models.weights import is_weights_path, normalize_weights
 from lab.runs import (
     check_checkpoint,
     latest_run,
