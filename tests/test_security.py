@@ -228,13 +228,16 @@ def test_a_harmless_foreign_type_is_refused_and_the_hint_converts_it(workdir):
     torch.testing.assert_close(model.conv1.weight, source.conv1.weight)
 
 
-def test_a_truncated_weights_file_is_still_a_read_error_not_a_refusal(workdir):
+@pytest.mark.parametrize("damage", ["truncated", "not a pickle"])
+def test_a_damaged_weights_file_is_a_read_error_not_a_refusal(workdir, damage):
     path = workdir / "cut.pt"
     torch.save(ResNet(depth=18).state_dict(), path)
-    path.write_bytes(path.read_bytes()[:4000])
+    path.write_bytes(path.read_bytes()[:4000] if damage == "truncated" else b"not a checkpoint")
     with pytest.raises(LabError, match="cannot read weights from") as error:
         ResNet(depth=18, weights=str(path))
-    assert not isinstance(error.value, UnsafeFileError) and "\n" not in str(error.value)
+    message = str(error.value)
+    assert not isinstance(error.value, UnsafeFileError) and "\n" not in message
+    assert "weights_only=False" not in message  # torch's advice to load it unsafely is dropped
 
 
 # -- CIFAR-10's python pickles -------------------------------------------------------------

@@ -56,25 +56,34 @@ class UnsafeFileError(LabError):
     """A file that ``weights_only`` loading refused: reading it could run code."""
 
 
+# What torch's restricted unpickler says when a file names a function or type it does not
+# allow (as opposed to bytes that are no pickle at all: "Unsupported operand").
+_NAMES_SOMETHING = re.compile(r"GLOBAL [\w.]+|allowlisted|unrecognized function")
+
+
 def is_refusal(error: BaseException) -> bool:
-    """Whether ``error`` is ``torch.load(weights_only=True)`` refusing a file's content
-    (as opposed to a truncated or foreign file)."""
-    return isinstance(error, pickle.UnpicklingError) and "weights only load failed" in (
-        str(error).lower()
+    """Whether ``error`` is ``torch.load(weights_only=True)`` refusing what a file names
+    (a function, a class), rather than a truncated or foreign file."""
+    text = str(error)
+    return (
+        isinstance(error, pickle.UnpicklingError)
+        and "weights only load failed" in text.lower()
+        and _NAMES_SOMETHING.search(text) is not None
     )
 
 
 def refusal_reason(error: BaseException) -> str:
     """What the refused file asked for, in a few words, from torch's long message."""
     text = str(error)
-    named = re.search(r"GLOBAL ([\w.]+)", text)
-    if named:
-        return f"it calls or builds {named.group(1)}"
-    built = re.search(r"but got (<class '[\w.]+'>)", text)
-    if built:
-        return f"it builds {built.group(1)}"
-    detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
-    return detail.group(1).strip() if detail else "it holds objects other than tensors"
+    for pattern, reason in (
+        (r"GLOBAL ([\w.]+)", "it calls or builds {}"),
+        (r"but got (<class '[\w.]+'>)", "it builds {}"),
+        (r"unrecognized function (\S+)", "it calls {}"),
+    ):
+        found = re.search(pattern, text)
+        if found:
+            return reason.format(found.group(1))
+    return "it holds objects other than tensors"
 
 
 def refusal_message(path: Path, error: BaseException, convert: str = CONVERT) -> str:
@@ -113,7 +122,12 @@ def load_torch_file(
 
 def one_line(error: BaseException) -> str:
     """``error`` as ``Type: first line`` (some errors carry pages of advice)."""
-    lines = str(error).strip().splitlines()
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if lines and lines[0].startswith("Weights only load failed"):
+        # torch's advice (including "re-run with weights_only=False") around the detail
+        advice = ("(1)", "(2)", "Check the documentation", "Please file")
+        details = [line for line in lines[1:] if not line.startswith(advice)]
+        lines = [details[0].removeprefix("WeightsUnpickler error: ")] if details else []
     return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
