@@ -62,7 +62,9 @@ class ResNet(PooledBackbone):
             ``backbone.*`` weights) or a state dict saved with ``torch.save``; every trunk
             weight must be in it, a classifier of another size is left out. With one
             input channel the RGB filters of the stem are summed; a small-input stem is new
-            (its 3x3 filters cannot come from the 7x7 ones).
+            (its 3x3 filters cannot come from the 7x7 ones). Files are read with
+            ``weights_only=True`` (``lab.models.weights``): one that holds more than
+            tensors and plain data is refused, so nothing in it can run.
     """
 
     def __init__(

@@ -66,7 +66,8 @@ class VGG(PooledBackbone):
             state dict saved with ``torch.save``. Every weight of the convolutional
             stages *and of the embedding layer* must be in it with the same shape (the
             embedding is what a contrastive run learned); a classifier of another size
-            is left out.
+            is left out. Files are read with ``weights_only=True``
+            (``lab.models.weights``): nothing in them can run.
     """
 
     def __init__(
