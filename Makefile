@@ -31,7 +31,7 @@ endef
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo test lint format bench-data bench-losses bench-tsne bench-overhead \
-	bench-throughput bench-device-data tb clean \
+	bench-throughput bench-device-data tb clean results-tables \
 	cifar-transfer $(EXPERIMENTS)
 
 help: ## List the targets
@@ -124,6 +124,9 @@ bench-throughput: $(STAMP) ## Training images/s of ResNet-18 at 32 and 64 px for
 
 bench-device-data: $(STAMP) ## Images/s of the training loader: ordinary DataLoader vs images kept on the device
 	$(LAB) bench dataloader --device-path --images 50000 --epochs 3 --workers 2 --batch-size 512
+
+results-tables: $(STAMP) ## Rewrite README.md's result tables from results/ (lab record RUN adds a run's row)
+	$(LAB) record --tables
 
 tb: $(STAMP) ## Open TensorBoard on lightning_logs/
 	$(BIN)/tensorboard --logdir lightning_logs

@@ -36,7 +36,7 @@ from lab.callbacks.reliability import DivergenceGuard, Interruption
 from lab.configs import expand_bases, strip_base
 from lab.errors import LabError
 from lab.loggers import AppendingCSVLogger
-from lab.models.resnet import is_weights_path, normalize_weights
+from lab.models.weights import is_weights_path, normalize_weights
 from lab.runs import (
     check_checkpoint,
     latest_run,
@@ -52,6 +52,7 @@ PROJECT_COMMANDS = {
     "report": "lab.report:main",
     "svm": "lab.svm:main",
     "bench": "lab.bench:main",
+    "record": "lab.results:main",
 }
 
 
@@ -200,6 +201,11 @@ class LabCLI(LightningCLI):
         config = self.config[subcommand] if subcommand else self.config
         if config.get("seed") is not None:  # --seed N is --seed_everything N
             config["seed_everything"] = config["seed"]
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path and Path(str(ckpt_path)).is_file():
+            # LightningCLI reads a checkpoint file's hyperparameters right after this
+            # (weights_only, but a refusal would be a traceback): check it first.
+            check_checkpoint(Path(str(ckpt_path)))
 
     def _experiment_name(self, config: Any) -> str:
         if config.get("experiment"):

@@ -16,9 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from lab.errors import LabError
+
+# How to make a refused checkpoint usable: its weights, not its training state, can be kept.
+CKPT_CONVERT = (
+    'if you trust it, keep its weights on a trusted machine: python -c "import torch; '
+    "c = torch.load('{name}', weights_only=False); torch.save(c['state_dict'], 'weights.pt')\" "
+    "and start from them with --model.init_args.backbone.init_args.weights weights.pt"
+)
 
 _VERSION = re.compile(r"^version_(\d+)$")
 
@@ -58,8 +64,11 @@ def run_dir_of_checkpoint(ckpt: Path) -> Path | None:
 
 def best_checkpoint(last_ckpt: Path) -> Path:
     """The best checkpoint of a run, as its ModelCheckpoint recorded it inside ``last.ckpt``."""
-    state = torch.load(last_ckpt, map_location="cpu", weights_only=False)
-    for value in state.get("callbacks", {}).values():
+    from lab.models.weights import load_torch_file  # lab.models imports torchvision: lazily
+
+    state = load_torch_file(last_ckpt, mmap=True, convert=CKPT_CONVERT, what="a checkpoint")
+    callbacks = state.get("callbacks", {}) if isinstance(state, dict) else {}
+    for value in callbacks.values():
         if isinstance(value, dict) and value.get("best_model_path"):
             best = Path(value["best_model_path"])
             if not best.is_file():  # the run folder may have moved since
@@ -89,15 +98,29 @@ def resolve_checkpoint(ckpt_path: str, experiment_dir: Path) -> Path:
 def check_checkpoint(path: Path) -> None:
     """Raise a LabError if ``path`` is not a readable checkpoint (a truncated copy, a file
     of another kind), before Lightning builds everything and fails with a traceback. The
-    file is memory-mapped, not read whole."""
+    file is memory-mapped, not read whole, and read with ``weights_only=True``: a file that
+    holds more than tensors and plain data is refused (``UnsafeFileError``) before Lightning
+    loads it."""
+    from lab.models.weights import UnsafeFileError, load_torch_file, one_line
+
     try:
-        torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as error:
+        # Only what Lightning's own loading (weights_only) accepts, so that the file this
+        # check passes is one Lightning will load.
+        state = load_torch_file(path, True, CKPT_CONVERT, "a checkpoint", allowed=())
+    except UnsafeFileError:
+        raise
+    except LabError as error:
         raise LabError(
-            f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); it is "
+            f"checkpoint {path} cannot be read ({one_line(error.__cause__ or error)}); it is "
             "damaged or incomplete: resume from another checkpoint of the run (--ckpt_path "
             "best or a path) or start again without --ckpt_path"
         ) from error
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise LabError(
+            f"checkpoint {path} is not a Lightning checkpoint (no state_dict entry); to start "
+            "from the weights of a saved model, give it as the backbone's weights "
+            "(--model.init_args.backbone.init_args.weights PATH) instead of --ckpt_path"
+        )
 
 
 def atomic_write_text(path: Path, text: str) -> None:

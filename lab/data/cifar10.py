@@ -7,6 +7,7 @@ checked against torchvision's own md5 list when ``verify`` is on (the default).
 
 from __future__ import annotations
 
+import codecs
 import pickle
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,48 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 REFETCH = "delete the folder and download again (--data.init_args.download=true)"
 
 
+# The only callables a CIFAR-10 pickle needs: those that rebuild a numpy array (the pixel
+# rows; numpy 2 writes ``numpy._core``, the published files ``numpy.core``) and the one
+# Python 3's protocol-2 pickler uses for bytes. Dicts, lists, strings, bytes and numbers
+# need none. Anything else a file names is refused, so a tampered file (read with
+# ``verify: false``, when no checksum guards it) cannot run code.
+_RECONSTRUCT = np.zeros(0).__reduce__()[0]  # numpy's array rebuilder, in any numpy version
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): codecs.encode,
+}
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle that names a callable outside ``_ALLOWED_GLOBALS``."""
+
+
+class _DataUnpickler(pickle.Unpickler):
+    """Unpickler that builds only plain data and numpy arrays (Python's documented way
+    of restricting what a pickle may call: ``find_class``)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        allowed = _ALLOWED_GLOBALS.get((module, name))
+        if allowed is None:
+            raise UnsafePickleError(f"it names {module}.{name}, which CIFAR-10 data never holds")
+        return allowed
+
+
 def _unpickle(path: Path, keys: tuple[bytes, ...]) -> dict:
-    """A CIFAR pickle as a dict with ``bytes`` keys; a LabError if it is not one."""
+    """A CIFAR pickle as a dict with ``bytes`` keys; a LabError if it is not one.
+
+    Read by ``_DataUnpickler``: nothing in the file can run, verified or not."""
     try:
         with open(path, "rb") as handle:
-            content = pickle.load(handle, encoding="bytes")
+            content = _DataUnpickler(handle, encoding="bytes").load()
+    except UnsafePickleError as error:
+        raise LabError(
+            f"refused to read {path}: {error}, and loading it could run code from the file; "
+            f"{REFETCH}"
+        ) from None
     except Exception as error:  # a damaged pickle fails in many different ways
         raise LabError(f"{path} is not a CIFAR-10 python pickle ({error!r}); {REFETCH}") from error
     missing = [k.decode() for k in keys if not isinstance(content, dict) or k not in content]

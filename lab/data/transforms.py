@@ -22,6 +22,9 @@ DATASET_STATS: dict[str, Stats] = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "stl10": ((0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)),
     "tiny_imagenet": ((0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821)),
+    # Greyscale sets: the grey value in all three channels (so their luma is the same).
+    "fashion_mnist": ((0.2860,) * 3, (0.3530,) * 3),
+    "mnist": ((0.1307,) * 3, (0.3081,) * 3),
 }
 _GREY = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL and torchvision convert
 

@@ -16,7 +16,6 @@ conv, the usual choice for 8 to 64 pixel images (CIFAR-style ResNets); without i
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +26,12 @@ from torchvision.models import resnet as tv_resnet
 
 from lab.errors import LabError
 from lab.models.head import PooledBackbone, check_head_options
+from lab.models.weights import (
+    is_weights_path,
+    load_weights_file,
+    normalize_weights,
+    torchvision_state_dict,
+)
 
 _BUILDERS = {18: tv_resnet.resnet18, 34: tv_resnet.resnet34, 50: tv_resnet.resnet50}
 
@@ -57,7 +62,9 @@ class ResNet(PooledBackbone):
             ``backbone.*`` weights) or a state dict saved with ``torch.save``; every trunk
             weight must be in it, a classifier of another size is left out. With one
             input channel the RGB filters of the stem are summed; a small-input stem is new
-            (its 3x3 filters cannot come from the 7x7 ones).
+            (its 3x3 filters cannot come from the 7x7 ones). Files are read with
+            ``weights_only=True`` (``lab.models.weights``): one that holds more than
+            tensors and plain data is refused, so nothing in it can run.
     """
 
     def __init__(
@@ -132,73 +139,6 @@ class ResNet(PooledBackbone):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
-def normalize_weights(weights: str | None) -> str | None:
-    """``weights`` as given, or None for no weights.
-
-    jsonargparse (4.53) turns a command-line "null" for an argument of a backbone nested
-    in a model into the string "None"; no torchvision weight has that name.
-    """
-    if weights is None or weights.strip().lower() in ("none", "null", ""):
-        return None
-    return weights.strip()
-
-
-def is_weights_path(weights: str) -> bool:
-    """Whether ``weights`` names a file (a path) rather than torchvision weights."""
-    return "/" in weights or "\\" in weights or weights.endswith((".pth", ".pt", ".ckpt"))
-
-
-def load_weights_file(
-    model: nn.Module,
-    path: Path,
-    optional: tuple[str, ...] = ("embedding", "fc"),
-    hint: str = "the same depth, in_channels and small_input",
-) -> None:
-    """Load a ``lab`` checkpoint's backbone or a saved state dict into ``model`` in place.
-
-    Every weight of the trunk (everything but the top-level modules named in
-    ``optional``: by default the embedding layer and the classifier) must be in the file
-    with the same shape; an optional module of another size is left as it is. ``hint``
-    ends the error message: what the file must have been saved with.
-    """
-    if not path.is_file():
-        raise LabError(
-            f"backbone.weights={str(path)!r} not found: expected a lab checkpoint (.ckpt) or "
-            "a state dict saved with torch.save, or a torchvision name such as IMAGENET1K_V1"
-        )
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # A Lightning checkpoint may pickle more than tensors (callback states, hyper-
-        # parameters): a file the user named themselves, so it is trusted like a config.
-        loaded = _load_any(path)
-    except Exception as error:  # truncated, not a torch file
-        raise LabError(f"cannot read weights from {path} ({error}); is it complete?") from error
-    state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
-    if not isinstance(state, dict) or not state:
-        raise LabError(f"{path} holds no state dict (expected tensors by parameter name)")
-    if any(key.startswith("backbone.") for key in state):  # a lab task's checkpoint
-        prefix = "backbone."
-        state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
-    own = model.state_dict()
-    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    trunk_keys = {k for k in own if k.split(".", 1)[0] not in optional}
-    missing = sorted(trunk_keys - fitting.keys())
-    if missing:
-        raise LabError(
-            f"{path} does not fit this backbone: {len(missing)} trunk weights missing or of "
-            f"another shape (first: {missing[0]}); was it saved from {hint}?"
-        )
-    model.load_state_dict(fitting, strict=False)
-
-
-def _load_any(path: Path) -> object:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise LabError(f"cannot read weights from {path} ({error}); is it complete?") from error
-
-
 def load_pretrained(
     trunk: tv_resnet.ResNet, depth: int, weights: str
 ) -> dict[str, torch.Tensor] | None:
@@ -211,15 +151,7 @@ def load_pretrained(
             f"expected one of {sorted(enum.__members__)}"
         )
     chosen = enum[weights]
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(chosen.url).name
-    try:
-        # Reads the cached file if there is one, else downloads it (hash checked).
-        state = chosen.get_state_dict(progress=False, check_hash=True)
-    except Exception as error:  # no network, a corrupt cached file, an unpicklable one
-        raise LabError(
-            f"could not load {chosen} ({type(error).__name__}: {error}): download "
-            f"{chosen.url} to {cached} (the cache of $TORCH_HOME), or set backbone.weights=null"
-        ) from error
+    state = torchvision_state_dict(chosen)
     fc = {k.removeprefix("fc."): v for k, v in state.items() if k.startswith("fc.")}
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     stem = state["conv1.weight"]

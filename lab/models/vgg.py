@@ -28,7 +28,12 @@ from torchvision.models import vgg as tv_vgg
 
 from lab.errors import LabError
 from lab.models.head import PooledBackbone, check_head_options
-from lab.models.resnet import is_weights_path, load_weights_file, normalize_weights
+from lab.models.weights import (
+    is_weights_path,
+    load_weights_file,
+    normalize_weights,
+    torchvision_state_dict,
+)
 
 DEPTHS = (11, 13, 16, 19)
 _CONFIGS = {11: tv_vgg.cfgs["A"], 13: tv_vgg.cfgs["B"], 16: tv_vgg.cfgs["D"], 19: tv_vgg.cfgs["E"]}
@@ -61,7 +66,8 @@ class VGG(PooledBackbone):
             state dict saved with ``torch.save``. Every weight of the convolutional
             stages *and of the embedding layer* must be in it with the same shape (the
             embedding is what a contrastive run learned); a classifier of another size
-            is left out.
+            is left out. Files are read with ``weights_only=True``
+            (``lab.models.weights``): nothing in them can run.
     """
 
     def __init__(
@@ -133,15 +139,7 @@ def load_pretrained_features(features: nn.Sequential, arch: str, weights: str) -
             f"of {sorted(enum.__members__)} or a path to a lab checkpoint"
         )
     chosen = enum[weights]
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(chosen.url).name
-    try:
-        # Reads the cached file if there is one, else downloads it (hash checked).
-        state = chosen.get_state_dict(progress=False, check_hash=True)
-    except Exception as error:  # no network, a corrupt cached file
-        raise LabError(
-            f"could not load {chosen} ({type(error).__name__}: {error}): download "
-            f"{chosen.url} to {cached} (the cache of $TORCH_HOME), or set backbone.weights=null"
-        ) from error
+    state = torchvision_state_dict(chosen)
     state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
     stem = state["0.weight"]
     if features[0].weight.shape != stem.shape:  # greyscale: R + G + B

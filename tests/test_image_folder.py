@@ -1,0 +1,144 @@
+"""Your own image folder: both layouts, mixed sizes and modes, splits, cache, options, errors."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lab.data import ImageFolderDataModule
+from lab.data.erasing import ErasingBatchLoader
+from lab.data.fakes import colour_label
+from lab.data.fakes.image_folder import write_image_folder
+from lab.errors import LabError
+from tests.conftest import REPO
+
+
+def make(folder, **kwargs) -> ImageFolderDataModule:
+    options = {"folder": str(folder), "image_size": 24, "normalization": "none"}
+    dm = ImageFolderDataModule(**{**options, **kwargs})
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
+def test_one_root_of_mixed_images_splits_test_then_val(tmp_path):
+    write_image_folder(tmp_path / "photos", per_class=10)
+    dm = make(tmp_path / "photos", test_fraction=0.2, val_fraction=0.25)
+    assert dm.class_names == ["ant", "bee", "cat"] and dm.num_classes == 3
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (18, 6, 6)
+    assert np.bincount(dm.test_set.targets).tolist() == [2, 2, 2]
+    every = np.concatenate([dm.train_set.indices, dm.val_set.indices, dm.test_set.indices])
+    assert sorted(every.tolist()) == list(range(30))  # disjoint, nothing lost
+    images, labels = dm.images("train")
+    assert images.shape == (30, 24, 24, 3) and images.dtype == np.uint8
+    modes = {Image.open(f).mode for f in dm.files["train"]}
+    assert modes == {"RGB", "L", "RGBA", "CMYK", "P"}
+    for image, label, file in zip(images, labels, dm.files["train"], strict=True):
+        assert file.parent.name == dm.class_names[label]
+        assert (image[:3, :3] > 240).all()  # the white mark stays top-left (upright)
+        if Image.open(file).mode == "L":
+            assert (image[..., 0] == image[..., 2]).all()  # grey in three channels
+        else:
+            assert colour_label(image) == label
+
+
+def test_split_folders_are_used_and_a_missing_val_is_held_out(tmp_path):
+    write_image_folder(tmp_path, per_class=10, splits=("train", "test"))
+    dm = make(tmp_path, val_fraction=0.2)
+    assert dm.split_indices["test"][0] == "test" and len(dm.test_set) == 30
+    assert (len(dm.train_set), len(dm.val_set)) == (24, 6)
+    assert sorted(p.name for p in (tmp_path / ".lab_cache").glob("*.npy")) == [
+        "test_24x24_3ch.npy",
+        "train_24x24_3ch.npy",
+    ]
+    write_image_folder(tmp_path, per_class=4, splits=("val",))
+    again = make(tmp_path)
+    assert len(again.val_set) == 12 and len(again.train_set) == 30
+
+
+def test_seeded_splits_and_greyscale(tmp_path):
+    write_image_folder(tmp_path, per_class=10)
+    a, b, c = make(tmp_path), make(tmp_path), make(tmp_path, seed=1)
+    assert np.array_equal(a.test_set.indices, b.test_set.indices)
+    assert not np.array_equal(a.test_set.indices, c.test_set.indices)
+    grey = make(tmp_path, channels=1)
+    assert grey.images("train")[0].shape == (30, 24, 24, 1)
+    assert grey.train_set[0][0].shape == (1, 24, 24)
+
+
+def test_shared_options_pk_erasing_device_data(tmp_path):
+    write_image_folder(tmp_path, per_class=10)
+    pk = make(tmp_path, pk_classes=3, pk_samples=4)
+    x, y = next(iter(pk.train_dataloader()))
+    assert x.shape == (12, 3, 24, 24) and np.bincount(y.numpy()).tolist() == [4, 4, 4]
+    erased = make(tmp_path, erasing=1.0, normalization="dataset")
+    assert all((erased.train_set[i][0] == 0).any() for i in range(5))
+    device = make(tmp_path, erasing=0.5, device_data=True, crop_padding=2, hflip=0.5)
+    loader = device.train_dataloader()
+    assert isinstance(loader, ErasingBatchLoader)
+    x, y = next(iter(loader))
+    assert x.shape == (len(device.train_set), 3, 24, 24) and x.dtype.is_floating_point
+
+
+def test_an_unreadable_image_is_named(tmp_path):
+    write_image_folder(tmp_path, per_class=10)
+    (tmp_path / "bee" / "3.jpg").write_bytes(b"not a jpeg at all")
+    with pytest.raises(LabError, match=r"cannot decode image .*bee[/\\]3.jpg") as error:
+        make(tmp_path)
+    assert "\n" not in str(error.value)
+    assert not list((tmp_path / ".lab_cache").glob("*.npy"))  # nothing half-written kept
+
+
+def test_non_images_and_dotfiles_are_skipped(tmp_path):
+    write_image_folder(tmp_path, per_class=10)
+    (tmp_path / "ant" / "notes.txt").write_text("not an image")
+    (tmp_path / "ant" / "._0.jpg").write_bytes(b"AppleDouble")
+    assert len(make(tmp_path).images("train")[1]) == 30
+
+
+@pytest.mark.parametrize(
+    ("setup", "pattern"),
+    [
+        (lambda p: None, r"image folder .*nowhere not found"),
+        (lambda p: (p / "nowhere" / "only").mkdir(parents=True), r"1 class folders.*at least 2"),
+        (lambda p: write_image_folder(p / "nowhere", splits=("test",)), r"no .*train: add train/"),
+    ],
+)
+def test_bad_folders_are_one_line_errors(tmp_path, setup, pattern):
+    setup(tmp_path)
+    with pytest.raises(LabError, match=pattern):
+        make(tmp_path / "nowhere")
+
+
+def test_an_empty_class_and_a_stray_test_class_are_errors(tmp_path):
+    write_image_folder(tmp_path, per_class=10, splits=("train", "test"))
+    (tmp_path / "train" / "dog").mkdir()
+    with pytest.raises(LabError, match=r"train[/\\]dog holds no images"):
+        make(tmp_path)
+    (tmp_path / "train" / "dog").rmdir()
+    (tmp_path / "test" / "eel").mkdir()
+    with pytest.raises(LabError, match=r"test[/\\]eel is not a class of the training images"):
+        make(tmp_path)
+
+
+def test_the_three_objectives_run_on_a_folder(lab, workdir):
+    """The lines of docs/data.md: cross-entropy, triplet and center loss on your folder."""
+    folder = write_image_folder(workdir / "photos", per_class=10)
+    for experiment, extra in (
+        ("demo", []),
+        ("demo-triplet", ["--data.init_args.pk_classes=3", "--data.init_args.pk_samples=4"]),
+        ("demo-center", []),
+    ):
+        lab(
+            *[
+                "fit",
+                "--config",
+                str(REPO / "experiments" / f"{experiment}.yaml"),
+                "--data=lab.data.ImageFolderDataModule",
+                f"--data.folder={folder}",
+                "--data.image_size=16",
+                "--data.channels=3",
+                "--model.init_args.backbone.init_args.in_channels=3",
+                "--trainer.fast_dev_run=true",
+                *extra,
+            ]
+        )
