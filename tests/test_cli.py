@@ -1,6 +1,7 @@
 """The ``lab`` command end to end: configs, runs, resume, and clear errors on bad input."""
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from lab.data.fakes.dogs_cats import write_dogs_cats
 from lab.data.fakes.stl10 import write_stl10
 from lab.data.fakes.tiny_imagenet import write_tiny_imagenet
 from lab.sweep import check_settings, expand, load_grid_file
-from tests.conftest import EXPERIMENTS, REPO
+from tests.conftest import ALL_EXPERIMENTS, EXPERIMENTS, REPO
 
 DEMO = REPO / "experiments" / "demo.yaml"
 # A few batches per epoch: enough to exercise every stage in seconds.
@@ -298,22 +299,29 @@ def test_the_sweep_grids_are_the_sources_values():
     assert len(grid("q2-tiny50-center")) == 9
 
 
-def _catalogue_ids() -> list[str]:
-    """The experiment ids of ../shared/EXPERIMENTS.md's table (first column)."""
-    catalogue = REPO.parent / "shared" / "EXPERIMENTS.md"
-    ids = []
-    for line in catalogue.read_text().splitlines():
+CATALOGUE = REPO / "docs" / "experiments.md"
+
+
+def catalogue_rows() -> list[tuple[list[str], list[str]]]:
+    """(experiment ids, make targets) of each row of docs/experiments.md's catalogue."""
+    section = CATALOGUE.read_text().split("## The catalogue", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
         if line.startswith("| `"):
-            ids += [part.strip("` ") for part in line.split("|")[1].split(",")]
-    return ids
+            cells = line.split("|")
+            ids = [part.strip("` ") for part in cells[1].split(",")]
+            rows.append((ids, re.findall(r"`make ([\w-]+)`", cells[5])))
+    return rows
 
 
-def test_every_catalogued_experiment_has_a_yaml_a_make_target_and_a_readme_line():
-    ids = _catalogue_ids()
+def test_every_catalogued_experiment_has_a_yaml_and_a_make_target_that_runs_it():
+    rows = catalogue_rows()
+    ids = [experiment for row_ids, _ in rows for experiment in row_ids]
     assert len(ids) >= 25 and "stl10-svm" in ids and "contrastive-nn" in ids
-    readme = (REPO / "README.md").read_text()
-    commands = "\n".join(make_dry_run(" ".join(ids)))  # one make call: every id is a target
-    for experiment in ids:
-        assert (REPO / "experiments" / f"{experiment}.yaml").is_file(), experiment
-        assert f"experiments/{experiment}.yaml" in commands, experiment
-        assert f"| `{experiment}` |" in readme, experiment
+    # Every experiment file is catalogued, and the other way round.
+    assert sorted(ids) == sorted(p.stem for p in ALL_EXPERIMENTS)
+    for row_ids, row_targets in rows:
+        assert row_targets, row_ids
+        ran = "\n".join(make_dry_run(" ".join(row_targets)))
+        for experiment in row_ids:
+            assert f"experiments/{experiment}.yaml" in ran, (experiment, row_targets)
