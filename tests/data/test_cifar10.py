@@ -1,5 +1,6 @@
-"""CIFAR-10 beyond tests/test_cifar10_stl10.py: the fixture against torchvision's own
-reader, default split sizes, damaged files and the options YAML can set."""
+"""CIFAR-10's own checks (the shared ones are in test_contract.py): the fixture against
+torchvision's own reader, default split sizes, the subset and class options, missing and
+damaged files, and the options YAML can set."""
 
 import re
 
@@ -57,6 +58,11 @@ def test_train_subset_is_seeded_and_checked(root):
     assert not np.array_equal(a.train_set.indices, c.train_set.indices)
     with pytest.raises(LabError, match="train_subset=100 but the training set has 100"):
         make(root, train_subset=100)
+
+
+def test_a_missing_folder_names_the_path_and_how_to_get_it(tmp_path):
+    with pytest.raises(LabError, match=r"cifar-10-batches-py.*download=true"):
+        make(tmp_path / "empty")
 
 
 def test_verify_names_the_first_mismatching_file(root):

@@ -1,5 +1,6 @@
-"""STL-10 beyond tests/test_cifar10_stl10.py: the column-major files against torchvision's
-own reader, memory-mapping, default split sizes, damaged files and the unlabelled loader."""
+"""STL-10's own checks (the shared ones are in test_contract.py): the column-major files
+against torchvision's own reader, memory-mapping, default split sizes, missing and damaged
+files and the unlabelled loader."""
 
 import re
 
@@ -56,7 +57,6 @@ def test_default_holds_out_a_tenth_stratified(root):
     assert dm.val_fraction == 0.1 and dm.num_classes == 10 and dm.class_names == CLASSES
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (90, 10, 20)
     assert np.bincount(dm.val_set.targets, minlength=10).tolist() == [1] * 10
-    assert set(dm.train_set.indices).isdisjoint(dm.val_set.indices)
 
 
 def test_unlabeled_loader_is_shuffled_with_the_train_transform(root):
@@ -72,6 +72,11 @@ def test_unlabeled_loader_is_shuffled_with_the_train_transform(root):
     # hflip=1.0 moves the mark right in the train transform only
     assert {mark_place(pixels(x)) for x in images} == {"top-right"}
     assert mark_place(pixels(dm.test_set[0][0])) == "top-left"
+
+
+def test_a_missing_folder_names_the_path_and_how_to_get_it(tmp_path):
+    with pytest.raises(LabError, match=r"stl10_binary.*download=true"):
+        make(tmp_path / "empty")
 
 
 def test_verify_names_the_first_mismatching_file(root):
