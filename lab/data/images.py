@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,7 +85,7 @@ class ImageDataModule(LabDataModule):
             and size converted once) and crop, flip and normalise whole batches there
             (``lab.data.device_loader``); not with ``rotation`` or P x K batches.
         batch_size, eval_batch_size, num_workers, seed, pin_memory, shuffle: see
-            ``LabDataModule``.
+            ``LabDataModule`` (passed on to it).
     """
 
     dataset_name: str = ""  # key of DATASET_STATS
@@ -99,27 +100,10 @@ class ImageDataModule(LabDataModule):
         crop_padding: int = 0,
         hflip: float = 0.0,
         rotation: float = 0.0,
-        pk_classes: int | None = None,
-        pk_samples: int | None = None,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        seed: int = 0,
-        pin_memory: bool = False,
-        shuffle: bool = True,
         device_data: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            batch_size,
-            eval_batch_size,
-            num_workers,
-            seed,
-            pin_memory,
-            pk_classes,
-            pk_samples,
-            shuffle,
-            device_data=device_data,
-        )
+        super().__init__(device_data=device_data, **kwargs)
         if image_size is not None and image_size < 8:
             raise LabError(f"data.image_size must be at least 8, got {image_size}")
         if device_data and rotation:
