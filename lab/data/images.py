@@ -64,6 +64,32 @@ class ArrayDataset(Dataset):
         return image, int(self.labels[index])
 
 
+class InDataRoot:
+    """Mixin of a data set kept in its own folder under the data root (``root``)."""
+
+    root: Path
+    folder_name: str = ""  # the folder under the data root
+
+    @property
+    def data_dir(self) -> Path:
+        """``<root>/<folder_name>``: the data set's files (and any decoded caches)."""
+        return self.root / self.folder_name
+
+    def unpack_hint(self, what: str, archive: str) -> str:
+        """How to get a data set that torchvision downloads as ``archive``."""
+        return (
+            f"expected {what} in {self.data_dir}: add --data.init_args.download=true, "
+            f"or unpack {archive} into {self.root}"
+        )
+
+
+def required_image_size(image_size: int | None, why: str) -> int:
+    """``image_size``, which must be set for images of varied sizes (``why``)."""
+    if image_size is None:
+        raise LabError(f"data.image_size must be set: {why}")
+    return image_size
+
+
 class ImageDataModule(LabDataModule):
     """Base of the image data modules (Tiny ImageNet, CIFAR-10, STL-10, Dogs vs Cats).
 
