@@ -1,8 +1,6 @@
-"""CIFAR-10's own checks (the shared ones are in test_contract.py): the fixture against
-torchvision's own reader, default split sizes, the subset and class options, missing and
-damaged files, and the options YAML can set."""
-
-import re
+"""CIFAR-10's own checks (the shared ones are in test_contract.py and test_published.py):
+the fixture against torchvision's own reader, default split sizes, the subset option,
+damaged files and the options YAML can set."""
 
 import numpy as np
 import pytest
@@ -58,19 +56,6 @@ def test_train_subset_is_seeded_and_checked(root):
     assert not np.array_equal(a.train_set.indices, c.train_set.indices)
     with pytest.raises(LabError, match="train_subset=100 but the training set has 100"):
         make(root, train_subset=100)
-
-
-def test_a_missing_folder_names_the_path_and_how_to_get_it(tmp_path):
-    with pytest.raises(LabError, match=r"cifar-10-batches-py.*download=true"):
-        make(tmp_path / "empty")
-
-
-def test_verify_names_the_first_mismatching_file(root):
-    with pytest.raises(LabError) as error:
-        make(root, verify=True)
-    message = str(error.value)
-    assert re.search(r"cifar-10-batches-py[/\\]data_batch_1 does not match the md5", message)
-    assert "\n" not in message and "data.verify=false" in message
 
 
 def test_damaged_batch_is_a_lab_error_naming_it(root):

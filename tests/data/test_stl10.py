@@ -1,8 +1,6 @@
-"""STL-10's own checks (the shared ones are in test_contract.py): the column-major files
-against torchvision's own reader, memory-mapping, default split sizes, missing and damaged
-files and the unlabelled loader."""
-
-import re
+"""STL-10's own checks (the shared ones are in test_contract.py and test_published.py):
+the column-major files against torchvision's own reader, memory-mapping, default split
+sizes, damaged files and the unlabelled loader."""
 
 import numpy as np
 import pytest
@@ -72,19 +70,6 @@ def test_unlabeled_loader_is_shuffled_with_the_train_transform(root):
     # hflip=1.0 moves the mark right in the train transform only
     assert {mark_place(pixels(x)) for x in images} == {"top-right"}
     assert mark_place(pixels(dm.test_set[0][0])) == "top-left"
-
-
-def test_a_missing_folder_names_the_path_and_how_to_get_it(tmp_path):
-    with pytest.raises(LabError, match=r"stl10_binary.*download=true"):
-        make(tmp_path / "empty")
-
-
-def test_verify_names_the_first_mismatching_file(root):
-    with pytest.raises(LabError) as error:
-        make(root, verify=True)
-    message = str(error.value)
-    assert re.search(r"stl10_binary[/\\]train_X.bin does not match the md5", message)
-    assert "\n" not in message and "data.verify=false" in message
 
 
 def test_truncated_images_are_a_lab_error(root):
