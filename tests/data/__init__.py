@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from lab.data import LabDataModule
+
 # A fit short enough for a test that still trains, validates and saves its last.ckpt
 # (``fast_dev_run`` saves nothing to check). The demo's callbacks are left out.
 SHORT_FIT = (
@@ -14,6 +16,14 @@ SHORT_FIT = (
     "--trainer.limit_val_batches=1",
     "--trainer.callbacks=[]",
 )
+
+
+def set_up(module: type[LabDataModule], root: Path, **kwargs: object) -> LabDataModule:
+    """``module`` on the fixture under ``root`` (not verified, not normalised), set up."""
+    options = {"root": str(root), "verify": False, "normalization": "none"}
+    dm = module(**{**options, **kwargs})
+    dm.setup()
+    return dm
 
 
 def last_checkpoint(workdir: Path, experiment: str) -> dict:

@@ -12,6 +12,7 @@ from lab.data.fakes import colour_label
 from lab.data.fakes.cifar10 import write_cifar10
 from lab.data.fakes.stl10 import mark_place
 from lab.errors import LabError
+from tests.data import set_up
 
 
 @pytest.fixture
@@ -21,10 +22,7 @@ def root(tmp_path):
 
 
 def make(root, **kwargs) -> CIFAR10DataModule:
-    options = {"root": str(root), "verify": False, "normalization": "none"}
-    dm = CIFAR10DataModule(**{**options, **kwargs})
-    dm.setup()
-    return dm
+    return set_up(CIFAR10DataModule, root, **kwargs)
 
 
 @pytest.mark.parametrize("train", [True, False])

@@ -21,16 +21,13 @@ from lab.data.fakes.idx import grey_level, write_idx
 from lab.data.fashion_mnist import FASHION_CLASSES, FASHION_MD5
 from lab.errors import LabError
 from tests.conftest import REPO
-from tests.data import SHORT_FIT, last_checkpoint
+from tests.data import SHORT_FIT, last_checkpoint, set_up
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 
 
 def make(root, cls=FashionMNISTDataModule, **kwargs):
-    options = {"root": str(root), "verify": False, "normalization": "none"}
-    dm = cls(**{**options, **kwargs})
-    dm.setup()
-    return dm
+    return set_up(cls, root, **kwargs)
 
 
 def labels_from_pixels(images: np.ndarray) -> list[int]:

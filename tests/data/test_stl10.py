@@ -11,6 +11,7 @@ from lab.data.fakes import colour_label
 from lab.data.fakes.stl10 import mark_place, write_stl10
 from lab.data.stl10 import CLASSES, STL10DataModule
 from lab.errors import LabError
+from tests.data import set_up
 
 
 @pytest.fixture
@@ -20,10 +21,7 @@ def root(tmp_path):
 
 
 def make(root, **kwargs) -> STL10DataModule:
-    options = {"root": str(root), "verify": False, "normalization": "none"}
-    dm = STL10DataModule(**{**options, **kwargs})
-    dm.setup()
-    return dm
+    return set_up(STL10DataModule, root, **kwargs)
 
 
 def pixels(tensor: torch.Tensor) -> np.ndarray:
