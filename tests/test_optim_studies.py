@@ -1,10 +1,10 @@
-"""What the Dogs-vs-Cats optimizer studies need: the three-layer CNN, the shuffle option,
-CIFAR-10 class subsets, map-valued sweep settings and the sweep's curves over steps."""
+"""What the Dogs-vs-Cats optimizer studies need: the shuffle option, map-valued sweep
+settings and the sweep's curves over steps (the three-layer CNN is tested in
+tests/models/test_cnn.py, CIFAR-10 class subsets in tests/data/test_cifar10.py)."""
 
 from __future__ import annotations
 
 import matplotlib.image
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -13,43 +13,11 @@ from torch.utils.data import SequentialSampler
 
 from lab.cli import main
 from lab.data import CIFAR10DataModule, DigitsDataModule
-from lab.data.fakes import colour_label
 from lab.data.fakes.cifar10 import write_cifar10
 from lab.data.fakes.dogs_cats import write_dogs_cats
 from lab.errors import LabError
-from lab.models import SmallCNN
 from lab.sweep import curve_table, describe, expand, load_grid_file, slug, write_curves
 from tests.conftest import QUIET, REPO
-
-# -- SmallCNN ----------------------------------------------------------------------------
-
-
-def test_small_cnn_shapes_and_parameter_count():
-    model = SmallCNN(num_classes=2)
-    x = torch.randn(3, 3, 64, 64)
-    assert model.forward_trunk(x).shape == (3, 64, 8, 8)  # three 2x2 poolings
-    assert model.forward_features(x).shape == (3, 64) and model.num_features == 64
-    assert model(x).shape == (3, 2)
-    # conv 3->16, 16->32, 32->64 (3x3, bias) and a 64->2 classifier
-    expected = (3 * 16 * 9 + 16) + (16 * 32 * 9 + 32) + (32 * 64 * 9 + 64) + (64 * 2 + 2)
-    assert sum(p.numel() for p in model.parameters()) == expected
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
-    # Any input size (global average pooling); batch size 1 works, as vanilla SGD needs.
-    assert model(torch.randn(1, 3, 40, 40)).shape == (1, 2)
-
-
-def test_small_cnn_options_and_errors():
-    model = SmallCNN(in_channels=1, channels=[8, 8, 8, 12], batch_norm=True, kernel_size=5)
-    assert model.num_features == 12 and model.num_classes == 0
-    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 4
-    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 12)  # no classifier: features
-    model.reset_classifier(7)
-    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 7)
-    with pytest.raises(LabError, match="odd"):
-        SmallCNN(kernel_size=4)
-    with pytest.raises(LabError, match="positive"):
-        SmallCNN(channels=[])
-
 
 # -- the shuffle option ------------------------------------------------------------------
 
@@ -89,58 +57,6 @@ def test_image_data_modules_pass_shuffle_through(tmp_path):
     assert dm.shuffle is False and not _is_dataloader_shuffled(dm.train_dataloader())
     with pytest.raises(LabError, match="shuffle=false"):
         DigitsDataModule(shuffle=False, pk_classes=2, pk_samples=4)
-
-
-# -- CIFAR-10 classes --------------------------------------------------------------------
-
-
-@pytest.fixture
-def cifar_root(tmp_path):
-    write_cifar10(tmp_path, per_class_train=10, per_class_test=2)
-    return tmp_path
-
-
-def _original_classes(dataset) -> list[int]:
-    """The CIFAR-10 class of each item, read from the fixture's colours."""
-    return [colour_label(dataset.images[i]) for i in dataset.indices]
-
-
-def test_cifar_classes_keep_and_relabel_in_the_order_given(cifar_root):
-    dm = CIFAR10DataModule(
-        root=str(cifar_root), verify=False, normalization="none", classes=["dog", "cat"]
-    )
-    assert dm.num_classes == 2 and dm.class_names == ["dog", "cat"]
-    dm.setup()
-    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (16, 4, 4)
-    for dataset in (dm.train_set, dm.val_set, dm.test_set):
-        originals = _original_classes(dataset)
-        assert set(originals) == {3, 5}  # cat, dog
-        assert dataset.targets.tolist() == [0 if c == 5 else 1 for c in originals]
-    assert np.bincount(dm.val_set.targets).tolist() == [2, 2]
-
-
-def test_cifar_classes_combine_with_train_subset(cifar_root):
-    dm = CIFAR10DataModule(
-        root=str(cifar_root),
-        verify=False,
-        classes=["airplane", "automobile", "truck"],
-        train_subset=21,
-        val_fraction=1 / 3,
-    )
-    dm.setup()
-    pool = np.concatenate([dm.train_set.targets, dm.val_set.targets])
-    assert len(pool) == 21 and np.bincount(pool).tolist() == [7, 7, 7]
-    assert set(_original_classes(dm.train_set)) == {0, 1, 9}
-    with pytest.raises(LabError, match="train_subset=30 but the training set has 30"):
-        CIFAR10DataModule(
-            root=str(cifar_root), verify=False, classes=["cat", "dog", "frog"], train_subset=30
-        ).setup()
-
-
-@pytest.mark.parametrize("classes", [["cat"], ["cat", "cat"], ["cat", "wolf"], []])
-def test_cifar_classes_are_checked(classes):
-    with pytest.raises(LabError, match="data.classes"):
-        CIFAR10DataModule(classes=classes)
 
 
 # -- sweeps: map values, the shipped grids, curves over steps ----------------------------

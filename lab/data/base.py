@@ -23,6 +23,20 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     return Path(root if root is not None else os.environ.get("LAB_DATA", "data"))
 
 
+def check_fraction(name: str, value: float) -> float:
+    """``value`` if strictly between 0 and 1, else a LabError naming ``data.<name>``."""
+    if not 0.0 < value < 1.0:
+        raise LabError(f"data.{name} must be in (0, 1), got {value}")
+    return value
+
+
+def check_at_least(name: str, value: int | None, minimum: int, unit: str = "") -> int | None:
+    """``value`` if unset or at least ``minimum``, else a LabError naming ``data.<name>``."""
+    if value is not None and value < minimum:
+        raise LabError(f"data.{name} must be at least {minimum}{unit}, got {value}")
+    return value
+
+
 def stratified_split(
     labels: Sequence[int] | np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:

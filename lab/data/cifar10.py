@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from torchvision.datasets import CIFAR10
 
-from lab.data.base import stratified_split
-from lab.data.images import ImageDataModule
+from lab.data.base import check_at_least, stratified_split
+from lab.data.images import ImageDataModule, InDataRoot
 from lab.errors import LabError
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -102,7 +102,7 @@ def _checked_classes(classes: list[str] | None) -> list[str] | None:
     return names
 
 
-class CIFAR10DataModule(ImageDataModule):
+class CIFAR10DataModule(InDataRoot, ImageDataModule):
     """CIFAR-10 under ``<root>/cifar-10-batches-py/``: 50k train (val held out), 10k test.
 
     Args:
@@ -118,7 +118,7 @@ class CIFAR10DataModule(ImageDataModule):
     """
 
     dataset_name = "cifar10"
-    folder = CIFAR10.base_folder
+    folder_name = CIFAR10.base_folder
 
     def __init__(
         self,
@@ -130,24 +130,15 @@ class CIFAR10DataModule(ImageDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(val_fraction=val_fraction, **kwargs)
-        if train_subset is not None and train_subset < 20:
-            raise LabError(f"data.train_subset must be at least 20 images, got {train_subset}")
-        self.train_subset = train_subset
+        self.train_subset = check_at_least("train_subset", train_subset, 20, " images")
         self.verify = verify
         self.download = download
         self.classes = _checked_classes(classes)
         self.class_names = list(self.classes or CLASSES)
         self.num_classes = len(self.class_names)
 
-    @property
-    def data_dir(self) -> Path:
-        return self.root / self.folder
-
     def _how_to_get(self) -> str:
-        return (
-            f"expected CIFAR-10's python version in {self.data_dir}: add "
-            f"--data.init_args.download=true, or unpack cifar-10-python.tar.gz into {self.root}"
-        )
+        return self.unpack_hint("CIFAR-10's python version", "cifar-10-python.tar.gz")
 
     def prepare_data(self) -> None:
         if self.download:

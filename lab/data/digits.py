@@ -6,6 +6,8 @@ demo run on real handwritten images on a laptop CPU in minutes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
@@ -28,8 +30,9 @@ class DigitsDataModule(LabDataModule):
         channels: 1 (greyscale) or 3 (the grey value repeated, for RGB backbones).
         image_size: side length; 8 is native, larger sizes are bilinear upsampling.
         batch_size, eval_batch_size, num_workers, seed, pin_memory, pk_classes,
-            pk_samples, shuffle, device_data: see ``LabDataModule`` (the digits have no
-            augmentation: ``device_data`` keeps the normalised images on the device).
+            pk_samples, shuffle, device_data: see ``LabDataModule``, which takes all but
+            the first two from here (the digits have no augmentation: ``device_data``
+            keeps the normalised images on the device).
     """
 
     def __init__(
@@ -40,25 +43,9 @@ class DigitsDataModule(LabDataModule):
         image_size: int = 8,
         batch_size: int = 64,
         eval_batch_size: int | None = 512,
-        num_workers: int = 0,
-        seed: int = 0,
-        pin_memory: bool = False,
-        pk_classes: int | None = None,
-        pk_samples: int | None = None,
-        shuffle: bool = True,
-        device_data: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            batch_size,
-            eval_batch_size,
-            num_workers,
-            seed,
-            pin_memory,
-            pk_classes,
-            pk_samples,
-            shuffle,
-            device_data=device_data,
-        )
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, **kwargs)
         if channels not in (1, 3):
             raise LabError(f"data.channels must be 1 or 3, got {channels}")
         if image_size < 8:

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from lab.data.base import stratified_split
+from lab.data.base import check_fraction, stratified_split
 from lab.data.cache import decoded_images
-from lab.data.images import ArrayDataset, ImageDataModule
+from lab.data.images import ArrayDataset, ImageDataModule, InDataRoot, required_image_size
 from lab.errors import LabError
 
 CLASSES = ["cat", "dog"]
@@ -83,7 +83,7 @@ def find_images(train_dir: Path) -> tuple[list[Path], np.ndarray]:
     return files, np.asarray(labels, dtype=np.int64)
 
 
-class DogsCatsDataModule(ImageDataModule):
+class DogsCatsDataModule(InDataRoot, ImageDataModule):
     """Dogs vs Cats under ``<root>/dogs-vs-cats/train/``, split train / val / test.
 
     Args:
@@ -94,6 +94,7 @@ class DogsCatsDataModule(ImageDataModule):
     """
 
     dataset_name = "imagenet"  # no statistics of its own: its photos are ImageNet-like
+    folder_name = FOLDER  # the unzipped train/ folder and the decoded cache
 
     def __init__(
         self,
@@ -101,10 +102,8 @@ class DogsCatsDataModule(ImageDataModule):
         test_fraction: float = 0.3,
         **kwargs: Any,
     ) -> None:
-        if image_size is None:
-            raise LabError("data.image_size must be set: Dogs vs Cats images vary in size")
-        if not 0.0 < test_fraction < 1.0:
-            raise LabError(f"data.test_fraction must be in (0, 1), got {test_fraction}")
+        image_size = required_image_size(image_size, "Dogs vs Cats images vary in size")
+        check_fraction("test_fraction", test_fraction)
         super().__init__(image_size=image_size, **kwargs)
         self.test_fraction = test_fraction
         self.num_classes = len(CLASSES)
@@ -112,11 +111,6 @@ class DogsCatsDataModule(ImageDataModule):
         self.files: list[Path] = []
         self.split_indices: dict[str, np.ndarray] = {}
         self._decoded: tuple[np.ndarray, np.ndarray] | None = None
-
-    @property
-    def data_dir(self) -> Path:
-        """``<root>/dogs-vs-cats``: the unzipped ``train/`` folder and the decoded cache."""
-        return self.root / FOLDER
 
     @property
     def cache_file(self) -> Path:

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension, make_dataset
 
-from lab.data.base import stratified_split
+from lab.data.base import check_fraction, stratified_split
 from lab.data.cache import decoded_images
 from lab.data.erasing import RandomErasingOption
-from lab.data.images import ArrayDataset, ImageDataModule
+from lab.data.images import ArrayDataset, ImageDataModule, required_image_size
 from lab.errors import LabError
 
 SPLITS = ("train", "val", "test")
@@ -93,13 +93,11 @@ class ImageFolderDataModule(RandomErasingOption, ImageDataModule):
         erasing: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        if image_size is None:
-            raise LabError("data.image_size must be set: the images of a folder vary in size")
-        if not 0.0 < test_fraction < 1.0:
-            raise LabError(f"data.test_fraction must be in (0, 1), got {test_fraction}")
+        image_size = required_image_size(image_size, "the images of a folder vary in size")
+        check_fraction("test_fraction", test_fraction)
         super().__init__(image_size=image_size, val_fraction=val_fraction, **kwargs)
-        self.folder = Path(folder)
         self.test_fraction = test_fraction
+        self.folder = Path(folder)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.folder / ".lab_cache"
         self._add_erasing(erasing)
         # Known before setup: the CLI links num_classes to the model.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,6 +64,32 @@ class ArrayDataset(Dataset):
         return image, int(self.labels[index])
 
 
+class InDataRoot:
+    """Mixin of a data set kept in its own folder under the data root (``root``)."""
+
+    root: Path
+    folder_name: str = ""  # the folder under the data root
+
+    @property
+    def data_dir(self) -> Path:
+        """``<root>/<folder_name>``: the data set's files (and any decoded caches)."""
+        return self.root / self.folder_name
+
+    def unpack_hint(self, what: str, archive: str) -> str:
+        """How to get a data set that torchvision downloads as ``archive``."""
+        return (
+            f"expected {what} in {self.data_dir}: add --data.init_args.download=true, "
+            f"or unpack {archive} into {self.root}"
+        )
+
+
+def required_image_size(image_size: int | None, why: str) -> int:
+    """``image_size``, which must be set for images of varied sizes (``why``)."""
+    if image_size is None:
+        raise LabError(f"data.image_size must be set: {why}")
+    return image_size
+
+
 class ImageDataModule(LabDataModule):
     """Base of the image data modules (Tiny ImageNet, CIFAR-10, STL-10, Dogs vs Cats).
 
@@ -84,7 +111,7 @@ class ImageDataModule(LabDataModule):
             and size converted once) and crop, flip and normalise whole batches there
             (``lab.data.device_loader``); not with ``rotation`` or P x K batches.
         batch_size, eval_batch_size, num_workers, seed, pin_memory, shuffle: see
-            ``LabDataModule``.
+            ``LabDataModule`` (passed on to it).
     """
 
     dataset_name: str = ""  # key of DATASET_STATS
@@ -99,27 +126,10 @@ class ImageDataModule(LabDataModule):
         crop_padding: int = 0,
         hflip: float = 0.0,
         rotation: float = 0.0,
-        pk_classes: int | None = None,
-        pk_samples: int | None = None,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        seed: int = 0,
-        pin_memory: bool = False,
-        shuffle: bool = True,
         device_data: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            batch_size,
-            eval_batch_size,
-            num_workers,
-            seed,
-            pin_memory,
-            pk_classes,
-            pk_samples,
-            shuffle,
-            device_data=device_data,
-        )
+        super().__init__(device_data=device_data, **kwargs)
         if image_size is not None and image_size < 8:
             raise LabError(f"data.image_size must be at least 8, got {image_size}")
         if device_data and rotation:

@@ -14,7 +14,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 from torchvision.datasets import STL10
 
-from lab.data.images import ArrayDataset, ImageDataModule
+from lab.data.images import ArrayDataset, ImageDataModule, InDataRoot
 from lab.errors import LabError
 
 CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
@@ -43,7 +43,7 @@ def read_labels(path: Path) -> np.ndarray:
     return labels
 
 
-class STL10DataModule(ImageDataModule):
+class STL10DataModule(InDataRoot, ImageDataModule):
     """STL-10 under ``<root>/stl10_binary/``, with the unlabelled split as its own loader.
 
     Args:
@@ -54,7 +54,7 @@ class STL10DataModule(ImageDataModule):
     """
 
     dataset_name = "stl10"
-    folder = STL10.base_folder
+    folder_name = STL10.base_folder
 
     def __init__(
         self,
@@ -70,15 +70,8 @@ class STL10DataModule(ImageDataModule):
         self.class_names = list(CLASSES)
         self.unlabeled_set: ArrayDataset | None = None
 
-    @property
-    def data_dir(self) -> Path:
-        return self.root / self.folder
-
     def _how_to_get(self) -> str:
-        return (
-            f"expected STL-10's binary files in {self.data_dir}: add "
-            f"--data.init_args.download=true, or unpack stl10_binary.tar.gz into {self.root}"
-        )
+        return self.unpack_hint("STL-10's binary files", "stl10_binary.tar.gz")
 
     def prepare_data(self) -> None:
         if self.download:

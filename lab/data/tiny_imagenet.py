@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 from torchvision.datasets.utils import download_and_extract_archive
 
+from lab.data.base import check_at_least
 from lab.data.cache import decoded_images
-from lab.data.images import ImageDataModule
+from lab.data.images import ImageDataModule, InDataRoot
 from lab.errors import LabError
 
 FOLDER = "tiny-imagenet-200"
@@ -77,7 +78,7 @@ def read_val_annotations(path: Path, labels: dict[str, int]) -> dict[str, int]:
     return out
 
 
-class TinyImageNetDataModule(ImageDataModule):
+class TinyImageNetDataModule(InDataRoot, ImageDataModule):
     """Tiny ImageNet from ``<root>/tiny-imagenet-200/``: train / held-out val / official val.
 
     Args:
@@ -89,6 +90,7 @@ class TinyImageNetDataModule(ImageDataModule):
     """
 
     dataset_name = "tiny_imagenet"
+    folder_name = FOLDER  # the unzipped archive and the decoded caches
 
     def __init__(
         self,
@@ -98,9 +100,7 @@ class TinyImageNetDataModule(ImageDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(val_fraction=val_fraction, **kwargs)
-        if num_classes_subset is not None and num_classes_subset < 2:
-            raise LabError(f"data.num_classes_subset must be at least 2, got {num_classes_subset}")
-        self.num_classes_subset = num_classes_subset
+        self.num_classes_subset = check_at_least("num_classes_subset", num_classes_subset, 2)
         self.download = download
         # Known before setup (the CLI links it to the model): a small wnids.txt (the
         # test fakes) sets it, else the real data set's 200, and setup checks it.
@@ -110,11 +110,6 @@ class TinyImageNetDataModule(ImageDataModule):
         self.files: dict[str, list[Path]] = {}
         self._names: list[str] | None = None
         self._loaded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-
-    @property
-    def data_dir(self) -> Path:
-        """``<root>/tiny-imagenet-200``: the unzipped archive and the decoded caches."""
-        return self.root / FOLDER
 
     @property
     def class_names(self) -> list[str]:

@@ -15,9 +15,10 @@ import torch
 from torch import nn
 
 from lab.errors import LabError
+from lab.models.backbone import Backbone
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(Backbone):
     """Conv-ReLU-MaxPool blocks, global average pooling and a linear classifier.
 
     Args:
@@ -65,14 +66,7 @@ class SmallCNN(nn.Module):
         self.in_channels = in_channels
         self.num_features = previous
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.num_classes = 0
-        self.fc: nn.Module = nn.Identity()
-        self.reset_classifier(num_classes)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier with a freshly initialised one (0: no classifier)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        self.add_classifier(num_classes)
 
     def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map, ``(B, channels[-1], H / 2**blocks, W / 2**blocks)``."""
@@ -85,6 +79,3 @@ class SmallCNN(nn.Module):
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Logits from features (the features themselves when there is no classifier)."""
         return self.fc(self.dropout(features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from lab.errors import LabError
+from lab.models.backbone import Backbone
 
 
 def check_head_options(
@@ -38,7 +39,7 @@ def check_head_options(
         raise LabError(f"backbone.head_hidden must be positive widths, got {head_hidden}")
 
 
-class PooledBackbone(nn.Module, ABC):
+class PooledBackbone(Backbone, ABC):
     """A convolutional trunk, average pooling, an optional embedding layer and a classifier.
 
     Abstract: a subclass that does not define ``forward_trunk`` cannot be instantiated."""
@@ -64,9 +65,7 @@ class PooledBackbone(nn.Module, ABC):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.dropout_rate = dropout
         self.head_hidden = list(head_hidden or [])
-        self.num_classes = 0
-        self.fc: nn.Module = nn.Identity()
-        self.reset_classifier(num_classes)
+        self.add_classifier(num_classes)
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the classifier with a freshly initialised one (0: no classifier): a
@@ -102,6 +101,3 @@ class PooledBackbone(nn.Module, ABC):
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Logits from features (the features themselves when there is no classifier)."""
         return self.fc(self.dropout(features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from lab.errors import LabError
+from lab.models.backbone import Backbone, flat_input_size, flatten_checked
 
 Activation = Literal["relu", "sigmoid", "tanh", "gelu", "leaky_relu"]
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -30,7 +31,7 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-class MLP(nn.Module):
+class MLP(Backbone):
     """Flatten, a stack of hidden layers, and a linear classifier on the last one.
 
     Args:
@@ -57,15 +58,7 @@ class MLP(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        from_image = in_channels * image_size**2 if image_size is not None else None
-        if in_features is None and from_image is None:
-            raise LabError("MLP needs in_features, or image_size (and in_channels) to compute it")
-        if in_features is not None and from_image is not None and in_features != from_image:
-            raise LabError(
-                f"MLP: in_features={in_features} but in_channels * image_size**2 = "
-                f"{from_image}; set one of them"
-            )
-        in_features = in_features if in_features is not None else from_image
+        in_features = flat_input_size("MLP", in_features, in_channels, image_size)
         hidden = list(hidden)
         if not hidden or min(hidden) < 1 or in_features < 1:
             raise LabError(
@@ -92,19 +85,12 @@ class MLP(nn.Module):
             self.encoder_layers.append(nn.Sequential(*block))
         self.in_features = in_features
         self.num_features = hidden[-1]
-        self.num_classes = 0
-        self.fc: nn.Module = nn.Identity()
-        self.reset_classifier(num_classes)
+        self.add_classifier(num_classes)
 
     @property
     def depth(self) -> int:
         """Number of hidden layers."""
         return len(self.encoder_layers)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier with a freshly initialised one (0: no classifier)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
     def check_layer(self, layer: int) -> int:
         """``layer`` if it is 0..depth, else a LabError."""
@@ -114,14 +100,7 @@ class MLP(nn.Module):
 
     def flatten(self, x: torch.Tensor) -> torch.Tensor:
         """The input as ``(B, in_features)``."""
-        flat = x.flatten(1)
-        if flat.shape[1] != self.in_features:
-            raise LabError(
-                f"MLP expects inputs of {self.in_features} values, got {tuple(x.shape[1:])} = "
-                f"{flat.shape[1]}; set its in_features (or in_channels and image_size) to "
-                f"match the data"
-            )
-        return flat
+        return flatten_checked("MLP", x, self.in_features)
 
     def code(self, x: torch.Tensor, layer: int) -> torch.Tensor:
         """The output of the first ``layer`` hidden layers, ``(B, widths[layer])``."""
@@ -139,10 +118,3 @@ class MLP(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden code, ``(B, num_features)``."""
         return self.code(x, self.depth)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits (the features themselves when there is no classifier)."""
-        return self.fc(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))

@@ -1,4 +1,5 @@
-"""Your own image folder: both layouts, mixed sizes and modes, splits, cache, options, errors."""
+"""Your own image folder's own checks (the shared ones are in test_contract.py): both
+layouts, mixed sizes and modes, splits, cache, erasing, errors."""
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from lab.data.fakes import colour_label
 from lab.data.fakes.image_folder import write_image_folder
 from lab.errors import LabError
 from tests.conftest import REPO
+from tests.data import SHORT_FIT, last_checkpoint
 
 
 def make(folder, **kwargs) -> ImageFolderDataModule:
@@ -55,21 +57,15 @@ def test_split_folders_are_used_and_a_missing_val_is_held_out(tmp_path):
     assert len(again.val_set) == 12 and len(again.train_set) == 30
 
 
-def test_seeded_splits_and_greyscale(tmp_path):
+def test_greyscale_is_decoded_and_cached_with_one_channel(tmp_path):
     write_image_folder(tmp_path, per_class=10)
-    a, b, c = make(tmp_path), make(tmp_path), make(tmp_path, seed=1)
-    assert np.array_equal(a.test_set.indices, b.test_set.indices)
-    assert not np.array_equal(a.test_set.indices, c.test_set.indices)
     grey = make(tmp_path, channels=1)
     assert grey.images("train")[0].shape == (30, 24, 24, 1)
     assert grey.train_set[0][0].shape == (1, 24, 24)
 
 
-def test_shared_options_pk_erasing_device_data(tmp_path):
+def test_erasing_on_both_data_paths(tmp_path):
     write_image_folder(tmp_path, per_class=10)
-    pk = make(tmp_path, pk_classes=3, pk_samples=4)
-    x, y = next(iter(pk.train_dataloader()))
-    assert x.shape == (12, 3, 24, 24) and np.bincount(y.numpy()).tolist() == [4, 4, 4]
     erased = make(tmp_path, erasing=1.0, normalization="dataset")
     assert all((erased.train_set[i][0] == 0).any() for i in range(5))
     device = make(tmp_path, erasing=0.5, device_data=True, crop_padding=2, hflip=0.5)
@@ -138,7 +134,8 @@ def test_the_three_objectives_run_on_a_folder(lab, workdir):
                 "--data.image_size=16",
                 "--data.channels=3",
                 "--model.init_args.backbone.init_args.in_channels=3",
-                "--trainer.fast_dev_run=true",
+                *SHORT_FIT,
                 *extra,
             ]
         )
+        assert last_checkpoint(workdir, experiment)["global_step"] > 0  # P x K: 1 batch

@@ -1,3 +1,6 @@
+"""The digits' own checks (the shared ones are in test_contract.py): split shares,
+sizes by upsampling, standardisation and the labels of scikit-learn."""
+
 import numpy as np
 import pytest
 import torch
@@ -25,19 +28,11 @@ def test_splits_cover_all_digits_once_and_are_stratified():
         assert share.min() > 0.08 and share.max() < 0.12  # every class near 10%
 
 
-def test_same_seed_same_split_other_seed_other_split():
-    a, b, c = setup(seed=1), setup(seed=1), setup(seed=2)
-    assert np.array_equal(a.split_indices["test"], b.split_indices["test"])
-    assert not np.array_equal(a.split_indices["test"], c.split_indices["test"])
-
-
 @pytest.mark.parametrize("channels,size", [(1, 8), (3, 8), (3, 32), (1, 64)])
 def test_images_have_requested_shape(channels, size):
     dm = setup(channels=channels, image_size=size, batch_size=16)
     x, y = next(iter(dm.train_dataloader()))
-    assert x.shape == (16, channels, size, size) and x.dtype == torch.float32
-    assert y.dtype == torch.int64
-    assert dm.num_classes == 10 and dm.class_names == [str(i) for i in range(10)]
+    assert x.shape == (16, channels, size, size) and len(y) == 16
 
 
 def test_standardised_with_train_statistics():

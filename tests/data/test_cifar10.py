@@ -1,7 +1,6 @@
-"""CIFAR-10 beyond tests/test_cifar10_stl10.py: the fixture against torchvision's own
-reader, default split sizes, damaged files and the options YAML can set."""
-
-import re
+"""CIFAR-10's own checks (the shared ones are in test_contract.py and test_published.py):
+the fixture against torchvision's own reader, default split sizes, the subset and class
+options, damaged files and the options YAML can set."""
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from lab.data.fakes import colour_label
 from lab.data.fakes.cifar10 import write_cifar10
 from lab.data.fakes.stl10 import mark_place
 from lab.errors import LabError
+from tests.data import set_up
 
 
 @pytest.fixture
@@ -22,10 +22,7 @@ def root(tmp_path):
 
 
 def make(root, **kwargs) -> CIFAR10DataModule:
-    options = {"root": str(root), "verify": False, "normalization": "none"}
-    dm = CIFAR10DataModule(**{**options, **kwargs})
-    dm.setup()
-    return dm
+    return set_up(CIFAR10DataModule, root, **kwargs)
 
 
 @pytest.mark.parametrize("train", [True, False])
@@ -59,14 +56,6 @@ def test_train_subset_is_seeded_and_checked(root):
         make(root, train_subset=100)
 
 
-def test_verify_names_the_first_mismatching_file(root):
-    with pytest.raises(LabError) as error:
-        make(root, verify=True)
-    message = str(error.value)
-    assert re.search(r"cifar-10-batches-py[/\\]data_batch_1 does not match the md5", message)
-    assert "\n" not in message and "data.verify=false" in message
-
-
 def test_damaged_batch_is_a_lab_error_naming_it(root):
     (root / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"\x80\x02not a pickle")
     with pytest.raises(LabError, match=r"data_batch_3 is not a CIFAR-10 python pickle.*download"):
@@ -92,3 +81,46 @@ def test_yaml_can_set_the_image_options_by_their_base_names():
     assert config.data.hflip == 0.5 and config.data.train_subset == 50
     assert config.data.val_fraction == 0.2 and config.data.verify is True
     assert config.data.download is False and config.data.crop_padding == 0
+
+
+def _original_classes(dataset) -> list[int]:
+    """The CIFAR-10 class of each item, read from the fixture's colours."""
+    return [colour_label(dataset.images[i]) for i in dataset.indices]
+
+
+def test_cifar_classes_keep_and_relabel_in_the_order_given(root):
+    dm = CIFAR10DataModule(
+        root=str(root), verify=False, normalization="none", classes=["dog", "cat"]
+    )
+    assert dm.num_classes == 2 and dm.class_names == ["dog", "cat"]
+    dm.setup()
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (16, 4, 4)
+    for dataset in (dm.train_set, dm.val_set, dm.test_set):
+        originals = _original_classes(dataset)
+        assert set(originals) == {3, 5}  # cat, dog
+        assert dataset.targets.tolist() == [0 if c == 5 else 1 for c in originals]
+    assert np.bincount(dm.val_set.targets).tolist() == [2, 2]
+
+
+def test_cifar_classes_combine_with_train_subset(root):
+    dm = CIFAR10DataModule(
+        root=str(root),
+        verify=False,
+        classes=["airplane", "automobile", "truck"],
+        train_subset=21,
+        val_fraction=1 / 3,
+    )
+    dm.setup()
+    pool = np.concatenate([dm.train_set.targets, dm.val_set.targets])
+    assert len(pool) == 21 and np.bincount(pool).tolist() == [7, 7, 7]
+    assert set(_original_classes(dm.train_set)) == {0, 1, 9}
+    with pytest.raises(LabError, match="train_subset=30 but the training set has 30"):
+        CIFAR10DataModule(
+            root=str(root), verify=False, classes=["cat", "dog", "frog"], train_subset=30
+        ).setup()
+
+
+@pytest.mark.parametrize("classes", [["cat"], ["cat", "cat"], ["cat", "wolf"], []])
+def test_cifar_classes_are_checked(classes):
+    with pytest.raises(LabError, match="data.classes"):
+        CIFAR10DataModule(classes=classes)

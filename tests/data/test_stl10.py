@@ -1,7 +1,6 @@
-"""STL-10 beyond tests/test_cifar10_stl10.py: the column-major files against torchvision's
-own reader, memory-mapping, default split sizes, damaged files and the unlabelled loader."""
-
-import re
+"""STL-10's own checks (the shared ones are in test_contract.py and test_published.py):
+the column-major files against torchvision's own reader, memory-mapping, default split
+sizes, damaged files and the unlabelled loader."""
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from lab.data.fakes import colour_label
 from lab.data.fakes.stl10 import mark_place, write_stl10
 from lab.data.stl10 import CLASSES, STL10DataModule
 from lab.errors import LabError
+from tests.data import set_up
 
 
 @pytest.fixture
@@ -21,10 +21,7 @@ def root(tmp_path):
 
 
 def make(root, **kwargs) -> STL10DataModule:
-    options = {"root": str(root), "verify": False, "normalization": "none"}
-    dm = STL10DataModule(**{**options, **kwargs})
-    dm.setup()
-    return dm
+    return set_up(STL10DataModule, root, **kwargs)
 
 
 def pixels(tensor: torch.Tensor) -> np.ndarray:
@@ -56,7 +53,6 @@ def test_default_holds_out_a_tenth_stratified(root):
     assert dm.val_fraction == 0.1 and dm.num_classes == 10 and dm.class_names == CLASSES
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (90, 10, 20)
     assert np.bincount(dm.val_set.targets, minlength=10).tolist() == [1] * 10
-    assert set(dm.train_set.indices).isdisjoint(dm.val_set.indices)
 
 
 def test_unlabeled_loader_is_shuffled_with_the_train_transform(root):
@@ -72,14 +68,6 @@ def test_unlabeled_loader_is_shuffled_with_the_train_transform(root):
     # hflip=1.0 moves the mark right in the train transform only
     assert {mark_place(pixels(x)) for x in images} == {"top-right"}
     assert mark_place(pixels(dm.test_set[0][0])) == "top-left"
-
-
-def test_verify_names_the_first_mismatching_file(root):
-    with pytest.raises(LabError) as error:
-        make(root, verify=True)
-    message = str(error.value)
-    assert re.search(r"stl10_binary[/\\]train_X.bin does not match the md5", message)
-    assert "\n" not in message and "data.verify=false" in message
 
 
 def test_truncated_images_are_a_lab_error(root):

@@ -1,3 +1,5 @@
+"""The pooled backbones (ResNet, VGG): shapes, the head, torchvision parity, weights."""
+
 import pytest
 import torch
 import torchvision
@@ -27,11 +29,16 @@ def test_standard_stem_downsamples_and_small_stem_does_not():
     assert small.forward_trunk(x).shape[-1] == 8  # /8
 
 
-def test_features_then_head_equals_forward():
-    model = resnet18(num_classes=5, in_channels=1, small_input=True).eval()
-    x = torch.randn(3, 1, 16, 16)
+@pytest.mark.parametrize("depth", [18, 50])
+def test_logits_equal_torchvisions_resnet_with_the_same_weights(depth):
+    """Our trunk, pooling and classifier compute what torchvision's ResNet computes."""
+    torch.manual_seed(0)
+    model = ResNet(depth=depth, num_classes=5).eval()
+    reference = getattr(torchvision.models, f"resnet{depth}")(num_classes=5).eval()
+    reference.load_state_dict(model.state_dict())  # the same names: conv1 ... layer4, fc
+    x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(model.forward_head(model.forward_features(x)), model(x))
+        torch.testing.assert_close(model(x), reference(x))
 
 
 def test_embedding_layer_sets_feature_size_and_can_normalise():
@@ -57,8 +64,6 @@ def test_torchvision_module_names_are_kept():
 
 
 def test_parameter_count_matches_torchvision():
-    import torchvision
-
     ours = sum(p.numel() for p in resnet50(num_classes=1000).parameters())
     theirs = sum(p.numel() for p in torchvision.models.resnet50().parameters())
     assert ours == theirs
@@ -100,7 +105,8 @@ def test_every_pooled_backbone_has_the_same_head(backbone):
     expected = torch.nn.functional.normalize(model.embedding(pooled), dim=1)
     assert torch.allclose(features, expected)
     assert [type(m).__name__ for m in model.fc] == ["Linear", "ReLU", "Dropout", "Linear"]
-    assert torch.equal(model(x), model.forward_head(features))
+    first, last = model.fc[0], model.fc[3]  # dropout is off in eval mode
+    torch.testing.assert_close(model(x), last(first(features).relu()))
     model.reset_classifier(0)
     assert torch.equal(model(x), features)
 
@@ -148,4 +154,4 @@ def test_no_weights_in_any_spelling_loads_nothing(weights, monkeypatch):
         raise AssertionError("no weights should be loaded")
 
     monkeypatch.setattr(WeightsEnum, "get_state_dict", refuse)
-    ResNet(depth=18, weights=weights)
+    assert ResNet(depth=18, weights=weights).weights is None

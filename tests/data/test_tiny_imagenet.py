@@ -1,3 +1,7 @@
+"""Tiny ImageNet's own checks (the shared ones are in test_contract.py): labels from the
+sorted wnids and the val annotations, greyscale JPEGs, class subsets, names from
+words.txt, the cache, damaged files and the download."""
+
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +14,6 @@ from lab.data.cache import decode_image
 from lab.data.fakes.tiny_imagenet import class_colour, grey_of, write_tiny_imagenet
 from lab.data.tiny_imagenet import TinyImageNetDataModule
 from lab.errors import LabError
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def write(root: Path, **kwargs) -> Path:
@@ -112,13 +114,6 @@ def test_class_subset_keeps_the_first_classes_everywhere(tmp_path):
         make(tmp_path, num_classes_subset=7)
 
 
-def test_split_is_seeded(tmp_path):
-    write(tmp_path, num_classes=4)
-    first, again, other = make(tmp_path), make(tmp_path), make(tmp_path, seed=1)
-    assert np.array_equal(first.val_set.indices, again.val_set.indices)
-    assert not np.array_equal(first.val_set.indices, other.val_set.indices)
-
-
 def test_class_names_come_from_words_txt_lazily(tmp_path):
     absent = TinyImageNetDataModule(root=str(tmp_path))
     assert absent.num_classes == 200 and absent.class_names == [str(i) for i in range(200)]
@@ -193,21 +188,3 @@ def test_download_renames_a_complete_extraction_into_place(tmp_path, monkeypatch
     assert len(dm.test_set) == 4
     with pytest.raises(LabError, match="lists 2 classes but the model was built for 200"):
         stale.setup()
-
-
-def test_fast_dev_run_through_the_cli(workdir, lab):
-    root = workdir / "data"
-    write(root, num_classes=3)
-    lab(
-        "fit",
-        "--config",
-        REPO / "experiments" / "demo.yaml",
-        "--data=lab.data.tiny_imagenet.TinyImageNetDataModule",
-        "--data.init_args.root",
-        root,
-        "--data.init_args.channels=3",
-        "--data.init_args.image_size=32",
-        "--model.init_args.backbone.init_args.in_channels=3",
-        "--trainer.fast_dev_run=true",
-    )
-    assert (root / "tiny-imagenet-200" / ".lab_cache" / "train_all_64px_rgb.npy").is_file()

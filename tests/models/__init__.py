@@ -1,0 +1,1 @@
+"""Tests of ``lab.models``: the backbones, their heads, freezing and weight loading."""
