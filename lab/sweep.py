@@ -139,9 +139,42 @@ def slug(setting: Setting) -> str:
 
 
 def _override(key: str, value: Any) -> str:
-    text = yaml.safe_dump(value, default_flow_style=True).strip()
+    text = yaml.safe_dump(value, default_flow_style=True, width=1_000_000).strip()
     text = text.removesuffix("\n...").removesuffix("...").strip()
     return f"--{key}={text}"
+
+
+def _overrides(base: list[str], setting: Setting) -> list[str]:
+    """The command-line arguments of a setting. A key may index a list, e.g.
+    ``model.init_args.losses.1.init_args.weight`` (the second loss term's weight): the
+    command line cannot, so the list is read from the resolved config of ``base`` and
+    passed whole, with every indexed value of the setting set in it."""
+    plain = {k: v for k, v in setting.items() if not any(p.isdigit() for p in k.split("."))}
+    indexed = {k: v for k, v in setting.items() if k not in plain}
+    args = [_override(k, v) for k, v in plain.items()]
+    if not indexed:
+        return args
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        code, message = _lab(["fit", *base, *args, "--print_config"])
+    if code != 0:
+        raise LabError(f"sweep: cannot resolve {', '.join(indexed)}: {message}")
+    config = yaml.safe_load(printed.getvalue())
+    lists: dict[str, list] = {}
+    for key, value in indexed.items():
+        parts = key.split(".")
+        at = next(i for i, p in enumerate(parts) if p.isdigit())
+        list_key = ".".join(parts[:at])
+        node: Any = config
+        for part in parts[:at]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, list) or int(parts[at]) >= len(node):
+            raise LabError(f"sweep key {key}: {list_key} has no item {parts[at]} in the config")
+        items = lists.setdefault(list_key, node)
+        target = items[int(parts[at])]
+        for part in parts[at + 1 : -1]:
+            target = target[int(part)] if part.isdigit() else target.setdefault(part, {})
+        target[parts[-1]] = value
+    return args + [_override(k, v) for k, v in lists.items()]
 
 
 def _lab(args: list[str]) -> tuple[int, str]:
@@ -167,7 +200,7 @@ def check_settings(base: list[str], settings: list[Setting]) -> None:
     """Parse every setting's full config (nothing is built or run); raise on the first
     one the parser refuses."""
     for setting in settings:
-        overrides = [_override(k, v) for k, v in setting.items()]
+        overrides = _overrides(base, setting)
         with contextlib.redirect_stdout(io.StringIO()):
             code, message = _lab(["fit", *base, *overrides, "--print_config"])
         if code != 0:
@@ -192,7 +225,7 @@ def run_sweep(
     records = []
     for i, setting in enumerate(settings, 1):
         experiment = f"sweeps/{name}/{slug(setting)}"
-        overrides = [_override(k, v) for k, v in setting.items()]
+        overrides = _overrides(base, setting)
         common = [*base, *overrides, "--experiment", experiment, "--log_root", str(root)]
         print(f"lab sweep: [{i}/{len(settings)}] {setting}", file=sys.stderr, flush=True)
         started = time.perf_counter()
@@ -246,7 +279,7 @@ def run_final(
     print(f"lab sweep: final run of the best by {select}: {chosen}", file=sys.stderr, flush=True)
     base = [arg for config in configs for arg in ("--config", config)] + list(extra)
     experiment = f"sweeps/{name}/final"
-    overrides = [_override(k, v) for k, v in chosen.items()]
+    overrides = _overrides(base, chosen)
     common = [*base, *overrides, "--experiment", experiment, "--log_root", str(root)]
     started = time.perf_counter()
     status, error = "ok", ""

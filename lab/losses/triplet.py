@@ -6,7 +6,12 @@ For every anchor in the batch: its farthest positive and its nearest negative, o
 positive and a negative. Vectorised over the batch: one ``(B, B)`` matrix product.
 
 Checked against a brute-force loop and against pytorch-metric-learning's
-``BatchHardMiner`` + ``TripletMarginLoss`` (tests/test_losses.py).
+``BatchHardMiner`` + ``TripletMarginLoss`` (tests/losses/test_triplet.py).
+
+Both are terms of ``lab.tasks.Classifier`` (``model.losses``): alone on an embedding
+(the task then has no classifier head and classifies by the nearest class centre) or
+beside cross-entropy on the pooled features. The batch-hard loss needs P x K batches
+(``needs_pk_batches``); the sampled one only batches large enough that classes repeat.
 
 Under DDP both losses are by default computed on the global batch, the embeddings of
 every process (``gather_across_ranks``, ``lab.distributed``): batch-hard mining
@@ -14,7 +19,9 @@ then sees all of them, and DDP's gradient averaging gives the single-process gra
 
 Also in-batch *random* triplets (``sample_triplets``, ``SampledTripletLoss``): a random
 positive and a random negative per anchor under ``torch.nn.TripletMarginLoss``, as the
-contrastive encoder of seed 004 was trained (tests/test_contrastive.py).
+contrastive encoder of seed 004 was trained (tests/losses/test_sampled_triplet.py).
+Validation and test draw their triplets from a generator seeded by the batch index, so
+``val/loss`` compares from epoch to epoch.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from torch.nn import functional as F
 
 from lab.distributed import gather_embeddings, shared_generator, world_size
 from lab.errors import LabError
+from lab.losses.precision import float32_loss
+from lab.losses.term import LossTerm
 
 
 def squared_distances(embeddings: torch.Tensor) -> torch.Tensor:
@@ -45,31 +54,48 @@ def pairwise_distances(embeddings: torch.Tensor) -> torch.Tensor:
     return safe_sqrt(squared_distances(embeddings))
 
 
-class BatchHardTripletLoss(nn.Module):
+class BatchHardTripletLoss(LossTerm):
     """``loss(embeddings (B, D), labels (B,))``: the batch-hard triplet loss, a scalar.
 
     Args:
+        weight: the term's factor in the total loss (>= 0).
         margin: the hinge's margin (> 0); unused with ``soft_margin``.
         soft_margin: ``softplus(d_ap - d_an)`` instead of the hinge.
         gather_across_ranks: under DDP, mine the triplets in the global batch (every
             process's embeddings, see ``lab.distributed``); the loss is then the
             global batch's on every process. False: each process mines its own batch.
+        name: logged as ``train/<name>``; ``triplet`` by default.
 
     After each call, ``last_active_fraction`` holds the share of the valid anchors whose
-    triplet still violates the margin (a detached tensor: logging it costs no sync).
+    triplet still violates the margin (a detached tensor: logging it, as
+    ``train/active_triplets``, costs no sync).
     """
 
+    default_name = "triplet"
+    needs_pk_batches = True
+
     def __init__(
-        self, margin: float = 0.2, soft_margin: bool = False, gather_across_ranks: bool = True
+        self,
+        weight: float = 1.0,
+        margin: float = 0.2,
+        soft_margin: bool = False,
+        gather_across_ranks: bool = True,
+        name: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(weight, name)
         if not soft_margin and margin <= 0:
-            raise LabError(f"model.margin must be > 0 (or use soft_margin), got {margin}")
+            raise LabError(
+                f"BatchHardTripletLoss: margin must be > 0 (or soft_margin), got {margin}"
+            )
         self.margin = margin
         self.soft_margin = soft_margin
         self.gather_across_ranks = gather_across_ranks
         self.last_active_fraction = torch.tensor(0.0)
 
+    def stats(self) -> dict[str, torch.Tensor]:
+        return {"active_triplets": self.last_active_fraction}
+
+    @float32_loss
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.gather_across_ranks and world_size() > 1:
             embeddings, labels = gather_embeddings(embeddings, labels)
@@ -85,14 +111,16 @@ class BatchHardTripletLoss(nn.Module):
         hardest_positive = distances.masked_fill(~positive, 0.0).amax(dim=1)
         hardest_negative = distances.masked_fill(~negative, float("inf")).amin(dim=1)
         valid = positive.any(dim=1) & negative.any(dim=1)
-        if not valid.any():
-            self.last_active_fraction = embeddings.new_zeros(()).detach()
-            return embeddings.sum() * 0.0  # keeps the graph: backward gives zero gradients
-        gap = safe_sqrt(hardest_positive[valid]) - safe_sqrt(hardest_negative[valid])
+        # Anchors without a positive or a negative are masked out, not indexed away: no
+        # data-dependent shape, so no host sync. Their gap is finite or -inf, and the
+        # masked branch gives them a zero gradient.
+        gap = safe_sqrt(hardest_positive) - safe_sqrt(hardest_negative)
         losses = F.softplus(gap) if self.soft_margin else F.relu(gap + self.margin)
-        violated = gap > 0 if self.soft_margin else gap + self.margin > 0
-        self.last_active_fraction = violated.float().mean().detach()
-        return losses.mean()
+        violated = (gap > 0 if self.soft_margin else gap + self.margin > 0) & valid
+        count = valid.sum().clamp(min=1)
+        self.last_active_fraction = (violated.sum() / count).float().detach()
+        # Without a valid anchor the loss is 0, still on the graph (zero gradients).
+        return torch.where(valid, losses, 0.0).sum() / count
 
 
 def sample_triplets(
@@ -126,7 +154,7 @@ def sample_triplets(
     own, start = counts[inverse], offsets[inverse]
     positives, negatives = own - 1, size - own
     valid = (positives > 0) & (negatives > 0)
-    draws = torch.rand(2, size, generator=generator, device=targets.device, dtype=torch.float64)
+    draws = torch.rand(2, size, generator=generator, device=targets.device, dtype=torch.float32)
 
     def pick(n: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         # floor(u * n) is uniform on 0 .. n - 1 (clamped against rounding up to n).
@@ -141,7 +169,7 @@ def sample_triplets(
     return anchors, order[positive_rank[valid]], order[negative_rank[valid]]
 
 
-class SampledTripletLoss(nn.Module):
+class SampledTripletLoss(LossTerm):
     """``loss(embeddings (B, D), labels (B,))``: triplet margin loss on in-batch random
     triplets (:func:`sample_triplets`), a scalar.
 
@@ -151,36 +179,59 @@ class SampledTripletLoss(nn.Module):
     the source) gives nearly every anchor a positive.
 
     Args:
+        weight: the term's factor in the total loss (>= 0).
         margin: the hinge's margin (> 0).
         swap: the distance swap of Balntas et al. (``TripletMarginLoss(swap=True)``).
         gather_across_ranks: under DDP, draw the triplets from the global batch (every
             process's embeddings, see ``lab.distributed``) with a generator seeded
             alike on every process when none is given, so the loss is the global batch's
             on every process. False: each process draws from its own batch.
+        name: logged as ``train/<name>``; ``triplet`` by default.
 
     After each call, ``last_active_fraction`` holds the share of sampled triplets that
     violate the margin and ``last_anchor_fraction`` the share of the batch that got a
     triplet (detached tensors: logging them costs no sync).
     """
 
+    default_name = "triplet"
+
     def __init__(
-        self, margin: float = 1.0, swap: bool = False, gather_across_ranks: bool = True
+        self,
+        weight: float = 1.0,
+        margin: float = 1.0,
+        swap: bool = False,
+        gather_across_ranks: bool = True,
+        name: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(weight, name)
         if margin <= 0:
-            raise LabError(f"model.margin must be > 0, got {margin}")
+            raise LabError(f"SampledTripletLoss: margin must be > 0, got {margin}")
         self.margin = margin
         self.gather_across_ranks = gather_across_ranks
         self.per_triplet = nn.TripletMarginLoss(margin=margin, p=2.0, swap=swap, reduction="none")
         self.last_active_fraction = torch.tensor(0.0)
         self.last_anchor_fraction = torch.tensor(0.0)
+        self._eval_seed = 0
 
+    def stats(self) -> dict[str, torch.Tensor]:
+        return {
+            "active_triplets": self.last_active_fraction,
+            "triplet_anchors": self.last_anchor_fraction,
+        }
+
+    def eval_batch(self, batch_idx: int) -> None:
+        self._eval_seed = batch_idx
+
+    @float32_loss
     def forward(
         self,
         embeddings: torch.Tensor,
         labels: torch.Tensor,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
+        if generator is None and not self.training:
+            # The same triplets for the same evaluation batch every epoch.
+            generator = torch.Generator(device=labels.device).manual_seed(self._eval_seed)
         if self.gather_across_ranks and world_size() > 1:
             embeddings, labels = gather_embeddings(embeddings, labels)
             if generator is None:  # the processes' global random states may differ

@@ -48,6 +48,13 @@ class BinaryClassifier(Classifier):
         z = self.backbone.forward_head(features)
         return torch.cat([torch.zeros_like(z), z], dim=1)
 
+    def objective(
+        self, features: torch.Tensor, logits: torch.Tensor | None, targets: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Binary cross-entropy on ``z`` (the task's own loss, not ``model.losses``)."""
+        assert logits is not None
+        return {"loss": self.loss(logits, targets)}
+
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         z = (logits[:, 1] - logits[:, 0]).float()
         smoothing = self.label_smoothing

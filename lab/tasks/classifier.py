@@ -1,12 +1,18 @@
-"""Supervised classification: a backbone, cross-entropy, and the metrics reports need.
+"""Supervised classification: a backbone, a list of weighted loss terms, and the metrics
+reports need.
 
-The training step is split into hooks (``features``, ``logits``, ``objective``) so that
-the metric-learning tasks (``lab.tasks.metric_learning``) change only what differs.
+The objective is ``model.losses`` (``lab.tasks.objective.Objective``): cross-entropy by
+default, or any mix of ``lab.losses`` terms (batch-hard or sampled triplets, center loss,
+...). Classifying by the nearest class centre of the training embeddings is an option
+(``predict``), for objectives without a classifier head. The training step is split into
+hooks (``features``, ``logits``, ``objective``) that the other tasks override.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from typing import Any, Literal
 
 import lightning as L
@@ -15,15 +21,21 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
-from torch.nn import functional as F
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
 from lab.distributed import gather_split
 from lab.errors import LabError
+from lab.losses import CrossEntropy, LossTerm
 from lab.metrics import embedding_metrics, retrieval_metrics
 from lab.models.freeze import apply_trainable_policy, count_parameters, freeze_batchnorm
+from lab.tasks.centres import ClassMeans
+from lab.tasks.compiled import CompiledFeatures
+from lab.tasks.nearest_centre import nearest_centre_logits
+from lab.tasks.objective import Objective
 
-_MODULE_ARGS = ["backbone", "optimizer", "scheduler"]
+_MODULE_ARGS = ["backbone", "losses", "optimizer", "scheduler"]
+_PREDICT = ("auto", "head", "nearest_centre")
 
 
 def _built_by_cli() -> bool:
@@ -35,27 +47,41 @@ def _built_by_cli() -> bool:
 
 
 class Classifier(L.LightningModule):
-    """Trains any backbone with cross-entropy and logs namespaced, per-epoch metrics.
+    """Trains any backbone with a list of weighted loss terms and logs namespaced,
+    per-epoch metrics.
 
     The backbone is a plain ``nn.Module`` with ``forward_features``, ``forward_head`` and
     ``reset_classifier`` (``lab.models.ResNet``); the classifier gets ``num_classes``
-    outputs, linked by the CLI from the data module.
+    outputs, linked by the CLI from the data module, or none when no term uses logits
+    and nothing predicts with it.
 
-    Logged: ``train/loss``, ``train/acc``, ``train/lr``, ``val/loss``, ``val/acc`` per
-    epoch; ``test/loss``, ``test/acc``, ``test/acc_top5`` (more than 5 classes),
-    ``test/macro_f1`` and ``test/class_acc/<class name>``. With ``embedding_metrics`` the
-    features are judged as an embedding too (``lab.metrics.embedding``): ``val/precision_at_1`` and
-    ``val/map_at_r`` (leave-one-out within the validation split) every epoch, and at test
+    Logged: ``train/loss`` (the weighted sum), ``train/<term name>`` for each term when
+    there are several, the terms' stats (e.g. ``train/active_triplets``), ``train/acc``,
+    ``train/lr`` per epoch, the same for ``val/``; ``test/loss``, ``test/acc``,
+    ``test/acc_top5`` (more than 5 classes), ``test/macro_f1`` and
+    ``test/class_acc/<class name>`` (under DDP from the gathered test split, without the
+    sampler's repeated samples). With ``embedding_metrics`` the features are judged as an
+    embedding too (``lab.metrics.embedding``): ``val/precision_at_1`` and ``val/map_at_r``
+    (leave-one-out within the validation split) every epoch, and at test
     ``test/knn_acc``, ``test/centroid_acc`` (``_top5``), ``test/precision_at_1``,
     ``test/map_at_r``, ``test/r_precision`` against the unaugmented training split.
 
     Args:
         backbone: the network; its classifier is replaced by a ``num_classes``-way one.
         num_classes: number of classes (set from the data module by the CLI).
+        losses: the loss terms (``lab.losses``), summed with their weights; default
+            ``[CrossEntropy()]``. A term that ``needs_pk_batches`` makes P x K batches
+            (``data.pk_classes``, ``data.pk_samples``) required.
+        predict: how the task classifies: ``head`` (the backbone's classifier),
+            ``nearest_centre`` (the nearest class centre of the training embeddings:
+            the epoch's, from the training steps, during training; the whole unaugmented
+            training split's at test), or ``auto``: ``nearest_centre`` when no term uses
+            the logits (e.g. a triplet loss alone: the backbone then gets no classifier
+            head), else ``head``.
         optimizer: optimizer class and arguments from YAML (``class_path``/``init_args``).
         scheduler: optional learning-rate scheduler, from YAML the same way.
         scheduler_interval: step the scheduler every ``epoch`` or every ``step``.
-        label_smoothing: cross-entropy label smoothing.
+        label_smoothing: label smoothing of the cross-entropy terms that set none.
         embedding_metrics: also judge the features as an embedding (kNN, retrieval).
         knn_k: neighbours of the kNN classifier.
         trainable: which parts of the backbone train (``lab.models.freeze``): ``all``,
@@ -67,17 +93,22 @@ class Classifier(L.LightningModule):
             torchvision's ResNet (conv1, bn1, relu, maxpool, layer1..layer4, avgpool).
         channels_last: keep the backbone's weights and the image batches in channels-last
             memory order (faster convolutions with mixed precision on recent GPUs).
-        compile: ``torch.compile`` the backbone's ``forward_features`` (the checkpoint keys
-            do not change).
+        compile: ``torch.compile`` the backbone's feature path (``lab.tasks.compiled``;
+            the checkpoint keys do not change).
         step_metrics: also log the loss and the batch accuracy of every training step
             (``train_step/loss``, ``train_step/acc``; thinned by the Trainer's
             ``log_every_n_steps``), for curves over steps (optimizer studies).
     """
 
+    #: ``torch.compile`` options of ``compile: true`` (tests choose ``backend="eager"``).
+    compile_options: dict[str, Any] = {}
+
     def __init__(
         self,
         backbone: nn.Module,
         num_classes: int,
+        losses: Sequence[LossTerm] | None = None,
+        predict: Literal["auto", "head", "nearest_centre"] = "auto",
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: Literal["epoch", "step"] = "epoch",
@@ -97,10 +128,27 @@ class Classifier(L.LightningModule):
             raise LabError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
         if knn_k < 1:
             raise LabError(f"model.knn_k must be at least 1, got {knn_k}")
+        if predict not in _PREDICT:
+            raise LabError(f"model.predict must be one of {', '.join(_PREDICT)}, got {predict!r}")
         self.save_hyperparameters(ignore=None if _built_by_cli() else _MODULE_ARGS)
+        self.losses = Objective(list(losses) if losses else [CrossEntropy()], label_smoothing)
+        if predict == "auto":
+            predict = "head" if self.losses.uses_logits else "nearest_centre"
+        if predict == "head" and not self.losses.uses_logits:
+            raise LabError(
+                "model.predict=head needs a loss on the logits to train the head (add "
+                "lab.losses.CrossEntropy to model.losses), or use predict: nearest_centre"
+            )
+        self.predict = predict
         self.backbone = backbone
         self.backbone.reset_classifier(self.head_classes(num_classes))
         apply_trainable_policy(self.backbone, trainable, frozen_children)
+        self.losses.build(num_classes, self.backbone.num_features)
+        self.means = (
+            ClassMeans(num_classes, self.backbone.num_features)
+            if predict == "nearest_centre"
+            else None
+        )
         self.trainable = trainable
         self.num_classes = num_classes
         self.optimizer_factory = optimizer
@@ -112,58 +160,50 @@ class Classifier(L.LightningModule):
         self.step_metrics = step_metrics
         self.channels_last = channels_last
         self.compile_backbone = compile
-
-        def accuracy(**kwargs: Any) -> MulticlassAccuracy:
-            return MulticlassAccuracy(num_classes=num_classes, **kwargs)
-
-        self.train_acc = accuracy(average="micro")
-        self.val_acc = accuracy(average="micro")
-        self.test_acc = accuracy(average="micro")
-        self.test_acc_top5 = accuracy(average="micro", top_k=5) if num_classes > 5 else None
-        self.test_class_acc = accuracy(average=None)
-        self.test_macro_f1 = MulticlassF1Score(num_classes=num_classes, average="macro")
-        self._collected: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        # Per-step metrics without argument checks (they would sync with the host).
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self._collected: dict[str, list[dict[str, torch.Tensor]]] = {}
         self._reference: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._lr_sum, self._lr_steps = 0.0, 0
 
     # -- what a subclass may change ------------------------------------------------------
 
     def head_classes(self, num_classes: int) -> int:
         """Outputs of the backbone's classifier (0: no classifier)."""
-        return num_classes
+        return num_classes if self.losses.uses_logits or self.predict == "head" else 0
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone's pooled features (or embedding), ``(B, num_features)``."""
+        compiled = self.__dict__.get("_compiled_features")
+        if compiled is not None:
+            return compiled(x)
         return self.backbone.forward_features(x)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor | None:
         """Class scores ``(B, num_classes)`` from features; None if there are none yet."""
+        if self.means is not None:
+            return nearest_centre_logits(features, self.means)
         return self.backbone.forward_head(features)
 
     def objective(
         self, features: torch.Tensor, logits: torch.Tensor | None, targets: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """The loss to minimise under ``"loss"``, and any of its parts to log beside it."""
-        return {"loss": self.loss(logits, targets)}
-
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), targets, label_smoothing=self.label_smoothing)
-
-    def observe_train_features(self, features: torch.Tensor, targets: torch.Tensor) -> None:
-        """Called with every training batch's features (for running statistics)."""
-
-    def on_reference(self, features: torch.Tensor, targets: torch.Tensor) -> None:
-        """Called at the start of testing with the embedded training split."""
+        """The loss to minimise under ``"loss"``, and its terms and stats to log beside it."""
+        if self.means is not None and self.losses.uses_logits:
+            # The terms train the head; the nearest centre only predicts.
+            logits = self.backbone.forward_head(features)
+        return self.losses(features, logits, targets)
 
     # -- the loop ------------------------------------------------------------------------
 
     def configure_model(self) -> None:
         if self.channels_last:
             self.backbone.to(memory_format=torch.channels_last)
-        if self.compile_backbone and not getattr(self, "_compiled", False):
-            # The task calls forward_features, not backbone(x): compile that (an instance
-            # attribute, so the state dict and the checkpoints keep their keys).
-            self.backbone.forward_features = torch.compile(self.backbone.forward_features)
-            self._compiled = True
+        if self.compile_backbone and "_compiled_features" not in self.__dict__:
+            # A plain attribute, not a submodule: see lab.tasks.compiled.
+            compiled = CompiledFeatures(self.backbone, **self.compile_options)
+            object.__setattr__(self, "_compiled_features", compiled)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """A batch of images in the memory order the backbone's weights use."""
@@ -183,6 +223,8 @@ class Classifier(L.LightningModule):
         return self
 
     def on_fit_start(self) -> None:
+        if self.losses.needs_pk_batches:
+            self._require_pk_batches()
         if self.training and freeze_batchnorm(self.backbone):
             # Lightning warns about layers in eval mode; these are so on purpose.
             warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
@@ -195,6 +237,15 @@ class Classifier(L.LightningModule):
             logger.log_metrics(
                 {"params/trainable": counts["trainable"], "params/total": counts["total"]},
                 step=self.global_step,
+            )
+
+    def _require_pk_batches(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and getattr(datamodule, "pk_classes", None) is None:
+            needing = [type(t).__name__ for t in self.losses.terms if t.needs_pk_batches]
+            raise LabError(
+                f"{', '.join(needing)} needs P x K batches (every anchor needs a positive): "
+                "set data.init_args.pk_classes and data.init_args.pk_samples"
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | None:
@@ -221,7 +272,8 @@ class Classifier(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
         features, logits, y, terms = self._step(batch, "train")
-        self.observe_train_features(features.detach(), y)
+        if self.means is not None:
+            self.means.update(features, y)
         if logits is not None:
             self.train_acc.update(logits, y)  # the epoch's value only: no per-batch compute
             self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
@@ -230,11 +282,28 @@ class Classifier(L.LightningModule):
             if logits is not None:
                 batch_acc = (logits.detach().argmax(dim=1) == y).float().mean()
                 self.log("train_step/acc", batch_acc, on_step=True, on_epoch=False)
-        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-        self.log("train/lr", lr, on_step=False, on_epoch=True)
+        # The epoch's mean rate, logged once at its end (a float logged every step would
+        # be copied to the device every step).
+        self._lr_sum += self.trainer.optimizers[0].param_groups[0]["lr"]
+        self._lr_steps += 1
         return terms["loss"]
 
+    def on_train_epoch_start(self) -> None:
+        self._lr_sum, self._lr_steps = 0.0, 0
+        if self.means is not None:
+            self.means.reset()
+
+    def on_train_epoch_end(self) -> None:
+        if self._lr_steps:
+            self.log("train/lr", self._lr_sum / self._lr_steps, on_step=False, on_epoch=True)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Once per step of the task's optimizer, after gradient accumulation and after
+        # the AMP scaler has unscaled its gradients: the terms step their own optimizers.
+        self.losses.before_optimizer_step(self)
+
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        self.losses.eval_batch(batch_idx)
         features, logits, y, _ = self._step(batch, "val")
         if logits is not None:
             self.val_acc(logits, y)
@@ -242,16 +311,8 @@ class Classifier(L.LightningModule):
         return self._collect("val", features, logits, y)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        self.losses.eval_batch(batch_idx)
         features, logits, y, _ = self._step(batch, "test")
-        if logits is not None:
-            self.test_acc(logits, y)
-            self.log("test/acc", self.test_acc, on_epoch=True)
-            if self.test_acc_top5 is not None:
-                self.test_acc_top5(logits, y)
-                self.log("test/acc_top5", self.test_acc_top5, on_epoch=True)
-            self.test_class_acc.update(logits, y)
-            self.test_macro_f1(logits, y)
-            self.log("test/macro_f1", self.test_macro_f1, on_epoch=True)
         return self._collect("test", features, logits, y)
 
     def _collect(
@@ -261,67 +322,105 @@ class Classifier(L.LightningModule):
         logits: torch.Tensor | None,
         targets: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """Keep the features for the epoch-end embedding metrics; also the step's output,
-        ``{"features", "targets"}`` and ``"logits"`` when there are any, which callbacks
-        (t-SNE, confusion matrix, ROC) read."""
+        """Keep what the epoch-end metrics need (test: the logits; with embedding metrics:
+        the features); return the step's output, ``{"features", "targets"}`` and
+        ``"logits"`` when there are any, which callbacks (t-SNE, confusion matrix, ROC)
+        read."""
         out = {"features": features.detach().float(), "targets": targets}
         if logits is not None:
             out["logits"] = logits.detach().float()
+        kept = {"targets": targets}
         if self.embedding_metrics:
-            self._collected.setdefault(stage, []).append((out["features"], targets))
+            kept["features"] = out["features"]
+        if stage == "test" and logits is not None:
+            kept["logits"] = out["logits"]
+        if len(kept) > 1:
+            self._collected.setdefault(stage, []).append(kept)
         return out
 
-    def _gathered(self, stage: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _gathered(self, stage: str) -> dict[str, torch.Tensor]:
+        """The stage's kept tensors, under DDP the whole split: in order and without
+        DistributedSampler's repeated samples (``lab.distributed.gather_split``)."""
         parts = self._collected.pop(stage, [])
         if not parts:
-            return None
-        features = torch.cat([f for f, _ in parts])
-        targets = torch.cat([t for _, t in parts])
-        # Under DDP: the whole split, in order and without DistributedSampler's padding.
-        features = gather_split(self.trainer, features, stage)
-        targets = gather_split(self.trainer, targets, stage)
-        return features, targets
+            return {}
+        return {
+            key: gather_split(self.trainer, torch.cat([p[key] for p in parts]), stage)
+            for key in parts[0]
+        }
 
     def on_validation_epoch_start(self) -> None:
         self._collected.pop("val", None)
+        if self.means is not None and not self.trainer.sanity_checking:
+            # No training batch yet: the centres that were loaded, if any, stay.
+            self.means.publish(self.trainer.strategy)
 
     def on_validation_epoch_end(self) -> None:
         gathered = self._gathered("val")
-        if gathered is None or self.trainer.sanity_checking or len(gathered[1]) < 2:
+        if "features" not in gathered or self.trainer.sanity_checking:
             return
-        metrics = retrieval_metrics(*gathered)
+        if len(gathered["targets"]) < 2:
+            return
+        metrics = retrieval_metrics(gathered["features"], gathered["targets"])
         self.log("val/precision_at_1", metrics["precision_at_1"])
         self.log("val/map_at_r", metrics["map_at_r"])
+
+    @torch.no_grad()
+    def embed(self, batches: Iterable[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (float32) and targets of every ``(x, y)`` batch, on this device, under
+        the run's precision (autocast for ``*-mixed``) and memory format."""
+        context = (
+            self.trainer.precision_plugin.forward_context() if self._trainer else nullcontext()
+        )
+        features, targets = [], []
+        with context:
+            for x, y in batches:
+                x = self.prepare(torch.as_tensor(x).to(self.device))
+                features.append(self.features(x).float())
+                targets.append(torch.as_tensor(y).to(self.device))
+        return torch.cat(features), torch.cat(targets)
 
     def on_test_epoch_start(self) -> None:
         self._collected.pop("test", None)
         self._reference = None
         datamodule = getattr(self.trainer, "datamodule", None)
-        if not self.embedding_metrics:
+        if not self.embedding_metrics and self.means is None:
             return
         if datamodule is None or getattr(datamodule, "reference_set", None) is None:
             rank_zero_warn("no reference (training) split to embed: no embedding metrics")
             return
-        features, targets = [], []
-        for x, y in datamodule.reference_dataloader():
-            features.append(self.features(x.to(self.device)).float())
-            targets.append(y.to(self.device))
-        self._reference = torch.cat(features), torch.cat(targets)
-        self.on_reference(*self._reference)
+        self._reference = self.embed(datamodule.reference_dataloader())
+        if self.means is not None:
+            self.means.fit(*self._reference)
 
     def on_test_epoch_end(self) -> None:
-        if self.test_class_acc.update_called:
-            per_class = self.test_class_acc.compute()
-            self.test_class_acc.reset()
-            for name, value in zip(self.class_names(), per_class, strict=True):
-                self.log(f"test/class_acc/{name}", value)
         gathered = self._gathered("test")
-        if gathered is None or self._reference is None:
+        if "logits" in gathered:
+            self._log_test_accuracy(gathered["logits"], gathered["targets"])
+        if "features" not in gathered or self._reference is None or not self.embedding_metrics:
             return
-        metrics = embedding_metrics(*gathered, *self._reference, self.num_classes, self.knn_k)
+        metrics = embedding_metrics(
+            gathered["features"],
+            gathered["targets"],
+            *self._reference,
+            self.num_classes,
+            self.knn_k,
+        )
         for name, value in metrics.items():
             self.log(f"test/{name}", value)
         self._reference = None
+
+    def _log_test_accuracy(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """test/acc, top-5, macro F1 and per-class accuracy of the whole test split."""
+        kwargs = {"num_classes": self.num_classes, "validate_args": False}
+        self.log("test/acc", multiclass_accuracy(logits, targets, average="micro", **kwargs))
+        if self.num_classes > 5:
+            top5 = multiclass_accuracy(logits, targets, average="micro", top_k=5, **kwargs)
+            self.log("test/acc_top5", top5)
+        self.log("test/macro_f1", multiclass_f1_score(logits, targets, average="macro", **kwargs))
+        per_class = multiclass_accuracy(logits, targets, average=None, **kwargs)
+        for name, value in zip(self.class_names(), per_class, strict=True):
+            self.log(f"test/class_acc/{name}", value)
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         x, y = batch if isinstance(batch, (tuple, list)) else (batch, None)
@@ -343,11 +442,13 @@ class Classifier(L.LightningModule):
         return [str(i) for i in range(self.num_classes)]
 
     def optimized_parameters(self) -> list[nn.Parameter]:
-        """What the main optimizer trains: every trainable parameter unless a subclass
-        trains some with an optimizer of their own."""
-        return [p for p in self.parameters() if p.requires_grad]
+        """What the main optimizer trains: every trainable parameter but those the loss
+        terms train with optimizers of their own (center loss's centres)."""
+        own = {id(p) for p in self.losses.own_parameters()}
+        return [p for p in self.parameters() if p.requires_grad and id(p) not in own]
 
     def configure_optimizers(self):
+        self.losses.configure_optimizers()
         optimizer = self.optimizer_factory(self.optimized_parameters())
         if self.scheduler_factory is None:
             return optimizer

@@ -1,11 +1,16 @@
+"""The classification task: its test metrics against scikit-learn, training, the
+optimizer's parameters, bad values, and the loss terms and prediction options."""
+
 import lightning as L
 import numpy as np
 import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score, recall_score, top_k_accuracy_score
+from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from lab.errors import LabError
+from lab.losses import BatchHardTripletLoss, CrossEntropy
 from lab.models import resnet18
 from lab.tasks import Classifier
 
@@ -53,8 +58,10 @@ def test_test_metrics_equal_sklearn_on_the_same_predictions():
 
 
 def test_no_top5_for_five_classes_or_fewer():
+    torch.manual_seed(0)
     model = Classifier(resnet18(in_channels=1, small_input=True), num_classes=5)
-    assert model.test_acc_top5 is None
+    metrics = trainer().test(model, datamodule=Data(classes=5), verbose=False)[0]
+    assert "test/acc" in metrics and "test/acc_top5" not in metrics
 
 
 class EpochLosses(L.Callback):
@@ -105,7 +112,49 @@ def test_optimizer_sees_only_trainable_parameters_and_scheduler_is_attached():
     assert config["lr_scheduler"]["interval"] == "step"
 
 
-@pytest.mark.parametrize("kwargs", [{"num_classes": 1}, {"num_classes": 3, "label_smoothing": 1.0}])
-def test_bad_values_raise(kwargs):
-    with pytest.raises(LabError):
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_classes": 1}, "num_classes"),
+        ({"num_classes": 3, "label_smoothing": 1.0}, "label_smoothing"),
+        ({"num_classes": 3, "predict": "knn"}, "predict"),
+        ({"num_classes": 3, "losses": [torch.nn.MSELoss()]}, "not a loss term"),
+        ({"num_classes": 3, "losses": [CrossEntropy(), CrossEntropy()]}, "share a name"),
+        ({"num_classes": 3, "losses": [BatchHardTripletLoss()], "predict": "head"}, "predict=head"),
+    ],
+)
+def test_bad_values_raise(kwargs, message):
+    with pytest.raises(LabError, match=message):
         Classifier(resnet18(), **kwargs)
+
+
+def test_the_default_objective_is_cross_entropy_with_the_tasks_label_smoothing():
+    torch.manual_seed(0)
+    model = Classifier(
+        resnet18(in_channels=1, small_input=True), num_classes=4, label_smoothing=0.2
+    )
+    (term,) = model.losses
+    assert isinstance(term, CrossEntropy) and term.label_smoothing == 0.2
+    features, y = torch.randn(6, 512), torch.arange(6) % 4
+    logits = model.logits(features)
+    expected = F.cross_entropy(logits, y, label_smoothing=0.2)
+    torch.testing.assert_close(model.objective(features, logits, y), {"loss": expected})
+    own = CrossEntropy(label_smoothing=0.05)
+    Classifier(resnet18(), num_classes=4, losses=[own], label_smoothing=0.2)
+    assert own.label_smoothing == 0.05  # a term's own smoothing wins
+
+
+def test_predict_auto_chooses_the_head_only_when_a_term_uses_logits():
+    head = Classifier(resnet18(), num_classes=4, losses=[CrossEntropy(), BatchHardTripletLoss()])
+    assert head.predict == "head" and head.backbone.fc.out_features == 4 and head.means is None
+    centre = Classifier(resnet18(), num_classes=4, losses=[BatchHardTripletLoss()])
+    assert centre.predict == "nearest_centre" and isinstance(centre.backbone.fc, torch.nn.Identity)
+    both = Classifier(resnet18(), num_classes=4, predict="nearest_centre")
+    assert both.backbone.fc.out_features == 4 and both.means is not None
+    features, y = torch.randn(8, 512), torch.arange(8) % 4
+    assert both.logits(features) is None  # no centres yet
+    both.means.fit(features, y)
+    assert both.means.ready
+    expected = torch.stack([features[y == c].mean(0) for c in range(4)])
+    torch.testing.assert_close(both.means.centres, expected)
+    torch.testing.assert_close(both.logits(features), -torch.cdist(features, expected))

@@ -1,4 +1,4 @@
-"""Batch-hard triplet and center loss against brute-force loops and pytorch-metric-learning."""
+"""The batch-hard triplet loss against a brute-force loop and pytorch-metric-learning."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pytorch_metric_learning.distances import LpDistance
 from pytorch_metric_learning.reducers import MeanReducer
 
 from lab.errors import LabError
-from lab.losses import BatchHardTripletLoss, CenterLoss
+from lab.losses import BatchHardTripletLoss
 
 
 def brute_force_triplet(x: torch.Tensor, y: torch.Tensor, margin: float, soft: bool):
@@ -81,62 +81,18 @@ def test_active_fraction_counts_violating_anchors():
     assert loss.last_active_fraction.item() == 1.0
 
 
-def test_a_non_positive_margin_is_refused():
+def test_a_non_positive_margin_or_a_negative_weight_is_refused():
     with pytest.raises(LabError, match="margin must be > 0"):
         BatchHardTripletLoss(margin=0.0)
     BatchHardTripletLoss(margin=0.0, soft_margin=True)  # the soft margin has no margin
+    with pytest.raises(LabError, match="weight must be >= 0"):
+        BatchHardTripletLoss(weight=-1.0)
 
 
-def brute_force_center(x: torch.Tensor, y: torch.Tensor, centers: torch.Tensor):
-    total = sum(0.5 * ((x[i] - centers[y[i]]) ** 2).sum() for i in range(len(y)))
-    return total / len(y)
-
-
-def test_center_loss_matches_brute_force_in_value_and_gradients():
-    torch.manual_seed(0)
-    loss = CenterLoss(num_classes=5, feat_dim=3).double()
-    x = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
-    y = torch.tensor([0, 0, 1, 3, 3, 3, 4])
-    ours = loss(x, y)
-    reference = brute_force_center(x, y, loss.centers)
-    torch.testing.assert_close(ours, reference)
-    grads = torch.autograd.grad(ours, (x, loss.centers))
-    reference_grads = torch.autograd.grad(reference, (x, loss.centers))
-    for got, want in zip(grads, reference_grads, strict=True):
-        torch.testing.assert_close(got, want)
-    # The closed forms: dL/dx_i = (x_i - c_yi) / B; dL/dc_j = sum_{y_i = j} (c_j - x_i) / B.
-    torch.testing.assert_close(grads[0], (x - loss.centers[y]).detach() / 7)
-    assert torch.equal(grads[1][2], torch.zeros(3, dtype=torch.float64))  # class 2 absent
-
-
-def test_the_loss_weight_does_not_change_how_fast_centers_move():
-    torch.manual_seed(0)
-    x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
-    moved = []
-    for weight in (0.1, 1.0, 7.0):
-        torch.manual_seed(1)
-        loss = CenterLoss(3, 4)
-        before = loss.centers.detach().clone()
-        optimizer = loss.center_optimizer(lr=0.5)
-        (weight * loss(x, y)).backward()
-        loss.rescale_center_grad(weight)
-        optimizer.step()
-        moved.append(loss.centers.detach() - before)
-        # One SGD step at rate alpha: c_j -= alpha * sum_{y_i = j} (c_j - x_i) / B.
-        for j in range(3):
-            members = x[y == j]
-            expected = -0.5 * (before[j] - members).sum(0) / 16
-            torch.testing.assert_close(moved[-1][j], expected)
-    torch.testing.assert_close(moved[0], moved[1])
-    torch.testing.assert_close(moved[0], moved[2])
-
-
-def test_center_loss_bad_input():
-    with pytest.raises(LabError):
-        CenterLoss(1, 4)
-    with pytest.raises(LabError):
-        CenterLoss(3, 0)
-    with pytest.raises(LabError, match="alpha"):
-        CenterLoss(3, 4).center_optimizer(0.0)
-    with pytest.raises(ValueError, match=r"features \(B, 4\)"):
-        CenterLoss(3, 4)(torch.randn(2, 5), torch.tensor([0, 1]))
+def test_it_declares_what_the_task_must_give_it():
+    loss = BatchHardTripletLoss(weight=2.0)
+    assert loss.needs_pk_batches and not loss.uses_logits
+    assert loss.name == "triplet" and loss.weight == 2.0
+    loss(torch.randn(8, 3), torch.arange(4).repeat(2))
+    assert set(loss.stats()) == {"active_triplets"}
+    assert loss.stats()["active_triplets"].requires_grad is False
