@@ -294,8 +294,10 @@ def test_the_sweep_grids_are_the_sources_values():
     def grid(name: str) -> list[dict]:
         return expand(load_grid_file(REPO / "experiments" / "_sweeps" / f"{name}.yaml"))
 
-    assert grid("q1-center") == [{"model.center_weight": w} for w in (0.1, 1)]
-    assert [s["model.margin"] for s in grid("q2-tiny50-triplet")] == [0.1, 0.2, 0.5, 1.0]
+    weight = "model.init_args.losses.1.init_args.weight"  # the CenterLoss term's lambda
+    assert grid("q1-center") == [{weight: w} for w in (0.1, 1)]
+    margin = "model.init_args.losses.1.init_args.margin"
+    assert [s[margin] for s in grid("q2-tiny50-triplet")] == [0.1, 0.2, 0.5, 1.0]
     assert len(grid("q2-tiny50-center")) == 9
 
 

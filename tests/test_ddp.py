@@ -7,6 +7,8 @@ and saves what it saw, and the tests compare that with one process here:
   (``lab.distributed.gather_with_grad``): the loss, and the parameter gradient of a
   DDP-wrapped layer, equal those of one process on the global batch, also when the
   processes hold unequal batches (a last batch);
+- the nearest-centre task's class centres: the mean of every process's training
+  embeddings, also with two validations in one epoch;
 - the center loss: after a few steps of a Lightning ``Trainer(strategy="ddp", devices=2)``
   the centers are bit-identical on both processes and equal the one-process run's;
 - a Lightning test of a seeded Classifier on digits: the same test/acc, test/macro_f1 and
@@ -44,9 +46,9 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from lab.callbacks import TestEvaluation, TSNEPlot
 from lab.data import DigitsDataModule
 from lab.distributed import gather_rows, gather_split, gather_with_grad, world_size
-from lab.losses import BatchHardTripletLoss, SampledTripletLoss
+from lab.losses import BatchHardTripletLoss, CenterLoss, CrossEntropy, SampledTripletLoss
 from lab.models import MLP
-from lab.tasks import CenterLossClassifier, Classifier
+from lab.tasks import Classifier
 
 WORLD = 2
 # Rows of the global batch held by each process: equal halves, and a short last batch.
@@ -101,11 +103,10 @@ def trainer_kwargs(devices: int) -> dict:
 def center_run(devices: int) -> dict[str, torch.Tensor]:
     """The centers and weights after ``CENTER_STEPS`` steps on 64 random 8x8 images."""
     L.seed_everything(0, verbose=False)
-    model = CenterLossClassifier(
+    model = Classifier(
         MLP(hidden=[16], in_channels=1, image_size=8),
         num_classes=4,
-        center_weight=0.5,
-        center_lr=0.5,
+        losses=[CrossEntropy(), CenterLoss(weight=0.5, lr=0.5)],
         optimizer=functools.partial(torch.optim.SGD, lr=0.1),
         embedding_metrics=False,
     )
@@ -125,9 +126,39 @@ def center_run(devices: int) -> dict[str, torch.Tensor]:
     )
     trainer.fit(model, loader)
     return {
-        "centers": model.center_loss.centers.detach().clone(),
+        "centers": model.losses[1].centers.detach().clone(),
         "weight": model.backbone.encoder_layers[0][0].weight.detach().clone(),
     }
+
+
+def centres_model() -> Classifier:
+    torch.manual_seed(0)
+    return Classifier(
+        MLP(hidden=[16], in_channels=1, image_size=8),
+        num_classes=4,
+        losses=[SampledTripletLoss()],  # no head: classified by the nearest class centre
+        optimizer=functools.partial(torch.optim.SGD, lr=0.0),  # fixed features
+        embedding_metrics=False,
+    )
+
+
+def centres_data() -> TensorDataset:
+    g = torch.Generator().manual_seed(3)
+    return TensorDataset(torch.randn(64, 1, 8, 8, generator=g), torch.arange(64) % 4)
+
+
+def centres_run(devices: int) -> dict[str, torch.Tensor]:
+    """The nearest-centre task's class centres after one epoch on both processes, with
+    two validations in the epoch (``val_check_interval=0.5``)."""
+    model = centres_model()
+    data = centres_data()
+    sampler = DistributedSampler(data, devices, dist.get_rank(), shuffle=False)
+    loader = DataLoader(data, batch_size=8, sampler=sampler)
+    trainer = quiet_trainer(
+        max_epochs=1, val_check_interval=0.5, limit_val_batches=1, **trainer_kwargs(devices)
+    )
+    trainer.fit(model, loader, DataLoader(data, batch_size=8))
+    return {"centres": model.means.centres.clone(), "present": model.means.present.clone()}
 
 
 def digits_test(devices: int, root: Path) -> dict[str, float]:
@@ -257,6 +288,7 @@ def worker(rank: int, port: int, out: str) -> None:
             "triplet": triplet_on_ranks(rank),
             "gathering": gathering_on_ranks(rank),
             "center": center_run(WORLD),
+            "centres": centres_run(WORLD),
             "metrics": digits_test(WORLD, Path(out) / "ddp"),
             "divergence": divergence_run(rank),
             "written": written,
@@ -356,10 +388,31 @@ def test_center_loss_centers_identical_on_ranks_and_equal_to_one_process(ranks):
     torch.testing.assert_close(first["centers"], expected["centers"])
     torch.testing.assert_close(first["weight"], expected["weight"])
     L.seed_everything(0, verbose=False)  # the centers did move, from their seeded start
-    start = CenterLossClassifier(
-        MLP(hidden=[16], in_channels=1, image_size=8), num_classes=4
-    ).center_loss.centers
+    start = (
+        Classifier(
+            MLP(hidden=[16], in_channels=1, image_size=8),
+            num_classes=4,
+            losses=[CrossEntropy(), CenterLoss()],
+        )
+        .losses[1]
+        .centers
+    )
     assert not torch.allclose(first["centers"], start)
+
+
+def test_class_centres_are_the_mean_of_every_ranks_training_embeddings(ranks):
+    # DDP broadcasts buffers from rank 0 at every forward, and an in-place all-reduce
+    # would count the first half of the epoch twice at the second validation: neither
+    # may change the centres, the class means of all 64 training images' embeddings.
+    _, saved = ranks
+    model = centres_model().eval()
+    x, y = centres_data().tensors
+    with torch.no_grad():
+        features = model.features(x)
+    expected = torch.stack([features[y == c].mean(0) for c in range(4)])
+    for result in saved:
+        assert bool(result["centres"]["present"].all())
+        torch.testing.assert_close(result["centres"]["centres"], expected)
 
 
 def test_test_metrics_and_files_on_two_ranks_equal_one_process(ranks, tmp_path):

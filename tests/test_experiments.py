@@ -58,16 +58,23 @@ def test_a_delta_changes_only_what_it_states(tmp_path, capsys, workdir):
     delta = write(
         tmp_path / "center.yaml",
         "# a comment first\nbase: _base/recipe.yaml\n"
-        "model:\n  class_path: lab.tasks.CenterLossClassifier\n"
-        "  init_args:\n    center_weight: 0.5\n    optimizer:\n      init_args: {lr: 0.01}\n"
+        "model:\n  class_path: lab.tasks.Classifier\n"
+        "  init_args:\n    losses:\n      - class_path: lab.losses.CrossEntropy\n"
+        "      - class_path: lab.losses.CenterLoss\n        init_args: {weight: 0.5}\n"
+        "    optimizer:\n      init_args: {lr: 0.01}\n"
         "trainer:\n  callbacks: []\n",
     )
     whole = printed_config(capsys, recipe)
     changed = printed_config(capsys, delta)
     assert "base" not in changed
     model, before = changed["model"], whole["model"]
-    assert model["class_path"] == "lab.tasks.CenterLossClassifier"
-    assert model["init_args"]["center_weight"] == 0.5
+    assert model["class_path"] == "lab.tasks.Classifier"
+    losses = model["init_args"]["losses"]
+    assert [term["class_path"] for term in losses] == [
+        "lab.losses.CrossEntropy",
+        "lab.losses.CenterLoss",
+    ]
+    assert losses[1]["init_args"]["weight"] == 0.5
     assert model["init_args"]["optimizer"]["init_args"]["lr"] == 0.01
     # What the delta does not state is the recipe's, down to the nested keys.
     assert model["init_args"]["optimizer"]["init_args"]["momentum"] == 0.9

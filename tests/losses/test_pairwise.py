@@ -6,12 +6,15 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
+from lab.cli import main
 from lab.errors import LabError
 from lab.losses import PairwiseContrastiveLoss
 from lab.models import MLP
 from lab.tasks import Classifier
+from tests.conftest import REPO
 
 
 def brute_force(x: torch.Tensor, y: torch.Tensor, pos_margin: float, neg_margin: float):
@@ -68,3 +71,14 @@ def test_the_task_trains_with_it_alone_and_classifies_by_the_nearest_centre():
     trainer.fit(model, loader, loader)
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
     assert model.means.ready and "val/acc" in trainer.callback_metrics
+
+
+def test_its_example_yaml_builds_the_task_with_the_term(capsys, workdir):
+    config = REPO / "experiments" / "_examples" / "pairwise-contrastive.yaml"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    model = yaml.safe_load(capsys.readouterr().out)["model"]
+    (term,) = model["init_args"]["losses"]
+    assert term["class_path"] == "lab.losses.PairwiseContrastiveLoss"
+    assert term["init_args"]["neg_margin"] == 1.0
