@@ -213,7 +213,7 @@ def test_an_untrained_embedder_has_no_logits_yet_but_still_trains():
 
 @pytest.mark.parametrize("name", ["demo-triplet", "demo-center"])
 def test_a_cli_checkpoint_loads_without_arguments(lab, workdir, name):
-    config = Path(__file__).resolve().parents[1] / "experiments" / f"{name}.yaml"
+    config = Path(__file__).resolve().parents[2] / "experiments" / f"{name}.yaml"
     tiny = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2"]
     lab("fit", "--config", config, *tiny, "--trainer.limit_val_batches=1")
     last = workdir / "lightning_logs" / name / "version_0" / "checkpoints" / "last.ckpt"
