@@ -2,6 +2,7 @@
 
 import re
 
+import pandas as pd
 import pytest
 import torch
 
@@ -17,12 +18,23 @@ def test_loss_benchmark_prints_equal_losses_for_ours_and_pml(capsys):
     assert ours == theirs and "ours / pml" in out
 
 
-def test_tsne_benchmark_prints_its_times(capsys):
-    tsne.main(["--points", "200", "--dim", "64", "--classes", "4"])
+def test_tsne_benchmark_compares_both_methods_and_records_them(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_RESULTS", str(tmp_path))
+    tsne.main(["--points", "200", "--dim", "64", "--classes", "4", "--record"])
     out = capsys.readouterr().out
-    assert "PCA + t-SNE (total)" in out
-    agreement = float(out.rsplit(":", 1)[1])
-    assert agreement > 0.9  # the 2-D map keeps the well-separated clusters apart
+    rows = {
+        line.split("  ")[1].strip(): line
+        for line in out.splitlines()
+        if "(BH)" in line or "(FFT)" in line
+    }
+    assert set(rows) == {"scikit-learn (BH)", "openTSNE (FFT)"}
+    for line in rows.values():
+        seconds, agreement = (float(x) for x in line.split()[-2:])
+        assert seconds > 0 and agreement > 0.9  # both maps keep the clusters apart
+    recorded = pd.read_csv(tmp_path / "benchmarks.csv").set_index("name")["figure"]
+    assert set(recorded.index) >= {"tsne-sklearn", "tsne-opentsne", "tsne-ratio"}
+    ratio = float(out.split("scikit-learn: ")[1].split()[0])
+    assert recorded["tsne-ratio"] == pytest.approx(ratio, abs=0.01)
 
 
 def numbers(text: str) -> list[float]:
