@@ -31,7 +31,7 @@ endef
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo test lint format bench-data bench-losses bench-tsne bench-overhead \
-	bench-throughput bench-device-data tb clean results-tables \
+	bench-throughput bench-device-data bench-device-pk gpu-check tb clean results-tables \
 	cifar-transfer $(EXPERIMENTS)
 
 help: ## List the targets
@@ -124,6 +124,12 @@ bench-throughput: $(STAMP) ## Training images/s of ResNet-18 at 32 and 64 px for
 
 bench-device-data: $(STAMP) ## Images/s of the training loader: ordinary DataLoader vs images kept on the device
 	$(LAB) bench dataloader --device-path --images 50000 --epochs 3 --workers 2 --batch-size 512
+
+bench-device-pk: $(STAMP) ## Images/s of P x K (10 x 8) training batches: DataLoader vs images kept on the device
+	nice $(LAB) bench dataloader --device-path --images 4000 --epochs 3 --workers 2 --pk 10 8
+
+gpu-check: $(STAMP) ## On one CUDA GPU (<= 8 min): loss numerics, host syncs, overhead, throughput, compile, device data
+	$(LAB) bench gpu --out results/gpu-check.txt
 
 results-tables: $(STAMP) ## Rewrite README.md's result tables from results/ (lab record RUN adds a run's row)
 	$(LAB) record --tables
