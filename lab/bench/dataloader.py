@@ -38,6 +38,7 @@ import argparse
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -262,7 +263,8 @@ def record_device_path(
     """Append the warm images/s of both paths to ``results/benchmarks.csv``."""
     from lab.results import record_benchmark
 
-    command = " ".join(["lab bench dataloader", *(argv or [])])
+    given = sys.argv[1:] if argv is None else list(argv)
+    command = " ".join(["lab bench dataloader", *given])
     if f"--device {device.type}" not in command:
         command += f" --device {device.type}"
     kind = "pk" if pk else "plain"

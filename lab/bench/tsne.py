@@ -16,6 +16,7 @@ Run: ``python -m lab.bench.tsne [--points 10000] [--dim 512] [--classes 10] [--r
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Sequence
 
@@ -82,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.record:
         from lab.results import record_benchmark
 
-        command = " ".join(["python -m lab.bench.tsne", *(argv or [])])
+        given = sys.argv[1:] if argv is None else list(argv)
+        command = " ".join(["python -m lab.bench.tsne", *given])
         for method in METHODS:
             record_benchmark(f"tsne-{method}", round(figures[method]["seconds"], 2), "s", command)
             record_benchmark(
