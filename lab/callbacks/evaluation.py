@@ -37,6 +37,14 @@ from lab.callbacks.figures import figure_writer, save_figure_atomically, task_cl
 from lab.callbacks.figures import run_dir as run_folder
 from lab.distributed import gather_split
 from lab.errors import LabError
+from lab.predictions import (
+    INTERVALS_FILE,
+    PREDICTIONS_FILE,
+    intervals_table,
+    predictions_table,
+    write_intervals,
+    write_predictions,
+)
 from lab.runs import atomic_write_text
 
 INDEX_NAME = "true\\predicted"
@@ -459,7 +467,9 @@ class TestEvaluation(L.Callback):
     - ``per_class_accuracy.csv`` (``class, class_name, accuracy, support``) and ``.png``;
     - ``roc.csv`` (``class, class_name, fpr, tpr, threshold``, every point of every
       one-vs-rest curve), ``roc.png`` and ``auc.csv`` (``class, class_name, auc`` and a
-      last ``-1, macro`` row). Undefined classes: see the module's docstring.
+      last ``-1, macro`` row). Undefined classes: see the module's docstring;
+    - ``predictions.csv`` (one row per test image) and ``intervals.csv`` (95% intervals of
+      the test accuracy, macro F1 and macro AUC): see :mod:`lab.predictions`.
 
     Each figure also goes to the first logger that takes figures (TensorBoard) as
     ``test/confusion_matrix``, ``test/per_class_accuracy`` and ``test/roc``; the macro AUC
@@ -471,6 +481,8 @@ class TestEvaluation(L.Callback):
         per_class_accuracy: write the per-class accuracy.
         roc: write the ROC curves and AUC (and log ``test/auc_macro``).
         normalize_display: add the row-normalised panel to the confusion-matrix figure.
+        predictions: write ``predictions.csv`` and ``intervals.csv``.
+        bootstrap_resamples: resamples of the test images behind the bootstrap intervals.
     """
 
     __test__ = False  # not a pytest test class, despite its name
@@ -481,7 +493,13 @@ class TestEvaluation(L.Callback):
         per_class_accuracy: bool = True,
         roc: bool = True,
         normalize_display: bool = True,
+        predictions: bool = True,
+        bootstrap_resamples: int = 1000,
     ) -> None:
+        if bootstrap_resamples < 1:
+            raise LabError(f"bootstrap_resamples must be at least 1, got {bootstrap_resamples}")
+        self.predictions = predictions
+        self.bootstrap_resamples = bootstrap_resamples
         self.confusion_matrix = confusion_matrix
         self.per_class_accuracy = per_class_accuracy
         self.roc = roc
@@ -509,7 +527,8 @@ class TestEvaluation(L.Callback):
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         logits, targets = self._logits, self._targets
         self._logits, self._targets = [], []
-        if not logits or not (self.confusion_matrix or self.per_class_accuracy or self.roc):
+        wanted = self.confusion_matrix or self.per_class_accuracy or self.roc or self.predictions
+        if not logits or not wanted:
             return
         x = torch.cat(logits)
         y = torch.cat(targets)
@@ -519,6 +538,7 @@ class TestEvaluation(L.Callback):
         names = task_class_names(pl_module, x.shape[1])[: x.shape[1]]
         if trainer.is_global_zero:
             auc = self._write(trainer, x, y, names)
+            self._write_predictions(trainer, x, y, names)
         else:
             auc = auc_table(x, y, names) if self.roc else None
         if auc is not None:  # every process logs the same value (all hold all the data)
@@ -527,6 +547,23 @@ class TestEvaluation(L.Callback):
                 pl_module.log("test/auc_macro", macro)
             else:
                 rank_zero_warn("no class has a defined ROC AUC on the test split")
+
+    def _write_predictions(
+        self, trainer: L.Trainer, logits: torch.Tensor, targets: torch.Tensor, names: list[str]
+    ) -> None:
+        run_dir = run_folder(trainer)
+        if not self.predictions or run_dir is None:
+            return
+        table = predictions_table(logits, targets, names)
+        write_predictions(run_dir / PREDICTIONS_FILE, table)
+        probabilities = logits.float().softmax(dim=1).numpy()
+        intervals = intervals_table(
+            table["target"].to_numpy(),
+            table["prediction"].to_numpy(),
+            probabilities,
+            n_resamples=self.bootstrap_resamples,
+        )
+        write_intervals(run_dir / INTERVALS_FILE, intervals)
 
     def _write(
         self,
