@@ -4,6 +4,7 @@
 
     lab compare demo demo-triplet          # the newest run of each experiment
     lab compare lightning_logs/demo/version_0 lightning_logs/demo/version_1
+    lab compare lightning_logs/stl10-svm/version_0/penultimate-rbf-standard demo
 
 Reads both runs' ``predictions.csv`` (written by ``lab test``) and prints each run's
 accuracy with its 95% Wilson interval, the difference A - B with a paired bootstrap
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from lab.errors import LabError
-from lab.predictions import read_predictions
+from lab.predictions import PREDICTIONS_FILE, read_predictions
 from lab.run_folders import resolve_run
 from lab.runs import log_root
 from lab.stats import format_interval, mcnemar_exact, paired_difference, verdict, wilson_interval
@@ -136,6 +137,14 @@ def compare_runs(run_a: Path, run_b: Path, name_a: str, name_b: str) -> Comparis
     return compare_predictions(read_predictions(run_a), read_predictions(run_b), name_a, name_b)
 
 
+def _run_or_folder(target: str, root: Path) -> Path:
+    """A folder that holds ``predictions.csv`` itself (a ``lab svm`` setting's), else the
+    run a name stands for (:func:`lab.run_folders.resolve_run`)."""
+    if (Path(target) / PREDICTIONS_FILE).is_file():
+        return Path(target)
+    return resolve_run(target, root)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Print the paired comparison of two runs."""
     parser = argparse.ArgumentParser(
@@ -148,5 +157,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--log_root", default=None, help="default: $LAB_LOGS or lightning_logs")
     args = parser.parse_args(argv)
     root = log_root(args.log_root)
-    path_a, path_b = resolve_run(args.run_a, root), resolve_run(args.run_b, root)
+    path_a, path_b = _run_or_folder(args.run_a, root), _run_or_folder(args.run_b, root)
     print(describe(compare_runs(path_a, path_b, args.run_a, args.run_b)))
