@@ -127,7 +127,7 @@ def describe(c: Comparison) -> str:
             f"[{100 * low:+.2f}, {100 * high:+.2f}] (paired bootstrap)",
             f"only A right: {c.only_a}, only B right: {c.only_b}; "
             f"exact McNemar p = {c.p_value:.3g}",
-            f"{c.verdict[0].upper()}{c.verdict[1:]}.",
+            f"verdict: {c.verdict}",
         ]
     )
 

@@ -84,7 +84,7 @@ def test_lab_compare_prints_and_refuses_in_one_line(workdir: Path, capsys) -> No
     assert "test images: 200" in out
     assert "only A right: 3, only B right: 2" in out
     assert f"exact McNemar p = {2 * binom.cdf(2, 5, 0.5):.3g}" in out
-    assert "The difference is within noise (p = 1)." in out
+    assert "verdict: the difference is within noise (p = 1)" in out
     assert "76.50% [" in out and "(153/200)" in out  # A: 150 + 3 right
 
     make_run(root, "short", predictions(TARGETS[:100], a[:100]))
