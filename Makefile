@@ -53,6 +53,9 @@ demo: $(STAMP) ## Digits on the CPU: cross-entropy vs triplet vs center loss, on
 	$(call run,demo-center,demo-center,)
 	$(LAB) summary demo demo-triplet demo-center
 	$(LAB) report demo demo-triplet demo-center --out $(DEMO_REPORT)
+	$(LAB) compare demo demo-triplet
+	$(LAB) compare demo demo-center
+	$(LAB) compare demo-triplet demo-center
 
 $(filter-out $(MULTI_RUN),$(EXPERIMENTS)): %: $(STAMP)
 	$(call run,$@,$@,)
