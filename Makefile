@@ -31,7 +31,7 @@ endef
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo test lint format bench-data bench-losses bench-tsne bench-overhead \
-	bench-throughput bench-device-data tb clean results-tables \
+	bench-throughput bench-device-data bench-device-pk gpu-check tb clean results-tables \
 	cifar-transfer $(EXPERIMENTS)
 
 help: ## List the targets
@@ -53,6 +53,9 @@ demo: $(STAMP) ## Digits on the CPU: cross-entropy vs triplet vs center loss, on
 	$(call run,demo-center,demo-center,)
 	$(LAB) summary demo demo-triplet demo-center
 	$(LAB) report demo demo-triplet demo-center --out $(DEMO_REPORT)
+	$(LAB) compare demo demo-triplet
+	$(LAB) compare demo demo-center
+	$(LAB) compare demo-triplet demo-center
 
 $(filter-out $(MULTI_RUN),$(EXPERIMENTS)): %: $(STAMP)
 	$(call run,$@,$@,)
@@ -113,7 +116,7 @@ bench-data: $(STAMP) ## Images/s through the train loader: decoded cache vs JPEG
 bench-losses: $(STAMP) ## Batch-hard triplet forward + backward: ours vs pytorch-metric-learning
 	$(BIN)/python -m lab.bench.losses --batch 512 --dim 128
 
-bench-tsne: $(STAMP) ## Seconds to t-SNE 10,000 points of 512 dimensions (PCA to 50 first)
+bench-tsne: $(STAMP) ## t-SNE of 10,000 x 512 points: openTSNE (FFT) vs scikit-learn seconds, 1-NN quality, ratio
 	$(BIN)/python -m lab.bench.tsne --points 10000 --dim 512
 
 bench-overhead: $(STAMP) ## Time per training step: lab's Classifier under Lightning vs a hand-written loop
@@ -124,6 +127,12 @@ bench-throughput: $(STAMP) ## Training images/s of ResNet-18 at 32 and 64 px for
 
 bench-device-data: $(STAMP) ## Images/s of the training loader: ordinary DataLoader vs images kept on the device
 	$(LAB) bench dataloader --device-path --images 50000 --epochs 3 --workers 2 --batch-size 512
+
+bench-device-pk: $(STAMP) ## Images/s of P x K (10 x 8) training batches: DataLoader vs images kept on the device
+	nice $(LAB) bench dataloader --device-path --images 4000 --epochs 3 --workers 2 --pk 10 8
+
+gpu-check: $(STAMP) ## On one CUDA GPU (<= 8 min): loss numerics, host syncs, overhead, throughput, compile, device data
+	$(LAB) bench gpu --out results/gpu-check.txt
 
 results-tables: $(STAMP) ## Rewrite README.md's result tables from results/ (lab record RUN adds a run's row)
 	$(LAB) record --tables

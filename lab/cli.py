@@ -50,6 +50,7 @@ PROJECT_COMMANDS = {
     "summary": "lab.summary:main",
     "sweep": "lab.sweep:main",
     "report": "lab.report:main",
+    "compare": "lab.compare:main",
     "svm": "lab.svm:main",
     "bench": "lab.bench:main",
     "record": "lab.results:main",

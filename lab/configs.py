@@ -6,9 +6,12 @@ the optimizer, the schedule) lives in a recipe under ``experiments/_base/``::
     # experiments/q1-center.yaml
     base: _base/tiny-imagenet-resnet18.yaml   # relative to this file; a list for several
     model:
-      class_path: lab.tasks.CenterLossClassifier
+      class_path: lab.tasks.Classifier
       init_args:
-        center_weight: 0.1
+        losses:
+          - class_path: lab.losses.CrossEntropy
+          - class_path: lab.losses.CenterLoss
+            init_args: {weight: 0.1}
 
 ``lab fit --config experiments/q1-center.yaml`` is then exactly ``lab fit --config
 experiments/_base/tiny-imagenet-resnet18.yaml --config experiments/q1-center.yaml``:

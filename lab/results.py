@@ -25,11 +25,14 @@ from typing import Any
 import pandas as pd
 
 from lab.errors import LabError
+from lab.predictions import PREDICTIONS_FILE, read_predictions
 from lab.runs import atomic_write_text, latest_run, log_root, read_run_info, summarize
+from lab.stats import format_interval, wilson_interval
 
 RUN_COLUMNS = [
-    "experiment", "run", "test_acc", "knn_acc", "precision_at_1", "map_at_r", "best_val_acc",
-    "epochs", "fit_seconds", "machine", "torch", "commit", "command", "date",
+    "experiment", "run", "test_acc", "test_acc_low", "test_acc_high", "test_images", "knn_acc",
+    "precision_at_1", "map_at_r", "best_val_acc", "epochs", "fit_seconds", "machine", "torch",
+    "commit", "command", "date",
 ]  # fmt: skip
 BENCHMARK_COLUMNS = ["name", "figure", "unit", "machine", "torch", "commit", "command", "date"]
 # summarize()'s keys -> the columns of runs.csv.
@@ -115,6 +118,7 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         )
     row: dict[str, Any] = {"experiment": run_dir.parent.name, "run": run_dir.as_posix()}
     row.update({column: summary.get(key) for key, column in _FROM_SUMMARY.items()})
+    row.update(_accuracy_interval(run_dir))
     mtime = (run_dir / "run.json").stat().st_mtime
     row.update(
         machine=machine(info.get("accelerator"), info.get("devices")),
@@ -124,6 +128,17 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         date=datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%d"),
     )
     return row
+
+
+def _accuracy_interval(run_dir: Path) -> dict[str, Any]:
+    """The 95% Wilson interval of test accuracy and the number of test images, from the
+    run's ``predictions.csv`` (blank for a run tested before lab wrote one)."""
+    if not (run_dir / PREDICTIONS_FILE).is_file():
+        return {"test_acc_low": None, "test_acc_high": None, "test_images": None}
+    table = read_predictions(run_dir)
+    correct = int((table["target"] == table["prediction"]).sum())
+    low, high = wilson_interval(correct, len(table))
+    return {"test_acc_low": low, "test_acc_high": high, "test_images": len(table)}
 
 
 def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -191,6 +206,16 @@ def _num(value: Any, fmt: str) -> str:
     return "" if pd.isna(value) else format(float(value), fmt)
 
 
+def _with_interval(row: pd.Series) -> str:
+    """Test accuracy with its Wilson interval, when the row has one."""
+    if pd.isna(row["test_acc"]):
+        return ""
+    low, high = row.get("test_acc_low"), row.get("test_acc_high")
+    if pd.isna(low) or pd.isna(high):
+        return _pct(row["test_acc"])
+    return format_interval(float(row["test_acc"]), float(low), float(high))
+
+
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
@@ -199,7 +224,7 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
 def runs_table(name: str, runs: pd.DataFrame) -> str:
     """The Markdown table ``name`` (demo, fmnist) from runs.csv: the newest row of each
     of its experiments, in the table's order."""
-    header = ["id", "objective", "test top-1", "kNN", "precision@1", "MAP@R", "epochs"]
+    header = ["id", "objective", "test top-1 [95% CI]", "kNN", "precision@1", "MAP@R", "epochs"]
     header += ["fit wall time", "machine", "commit"]
     rows = []
     for experiment in TABLE_EXPERIMENTS[name]:
@@ -213,7 +238,7 @@ def runs_table(name: str, runs: pd.DataFrame) -> str:
             [
                 f"`{experiment}`",
                 OBJECTIVES.get(experiment, ""),
-                _pct(r["test_acc"]),
+                _with_interval(r),
                 _pct(r["knn_acc"]),
                 _pct(r["precision_at_1"]),
                 _num(r["map_at_r"], ".4f"),

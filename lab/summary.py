@@ -1,42 +1,57 @@
-"""``lab summary [EXPERIMENT | RUN_DIR ...]``: the headline numbers of runs, as a table."""
+"""``lab summary [EXPERIMENT | RUN_DIR ...]``: the headline numbers of runs, as a table.
+
+Test accuracy, macro F1 and macro AUC carry their 95% interval in brackets (Wilson for
+accuracy, a bootstrap over test images for the others; see docs/uncertainty.md), read
+from the run's ``intervals.csv`` or computed from its ``predictions.csv``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from lab.errors import LabError
-from lab.runs import latest_run, log_root, summarize
+from lab.predictions import run_intervals
+from lab.run_folders import find_runs
+from lab.runs import log_root, summarize
 
 
-def _run_dirs(targets: Sequence[str], root: Path) -> list[Path]:
-    runs = []
-    for target in targets:
-        path = Path(target)
-        if (path / "metrics.csv").is_file():
-            runs.append(path)
-            continue
-        experiment_dir = path if path.is_dir() else root / target
-        run = latest_run(experiment_dir)
-        if run is None:
-            raise LabError(f"no run of '{target}' under {experiment_dir}; run `lab fit` first")
-        runs.append(run)
-    return runs
+def _cell(column: str, value: Any, intervals: dict[str, tuple[float, float, float]]) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if column in ("epochs", "trainable params"):
+        return str(int(value))
+    if column.endswith(" seconds"):
+        return f"{float(value):.1f}"
+    if isinstance(value, float):
+        text = f"{value:.4f}"
+        _, low, high = intervals.get(column, (value, math.nan, math.nan))
+        if math.isfinite(low) and math.isfinite(high):
+            text += f" [{low:.4f}, {high:.4f}]"
+        return text
+    return str(value)
+
+
+def summary_table(runs: Sequence[Any]) -> pd.DataFrame:
+    """One row of strings per run folder: its headline numbers, intervals in brackets."""
+    rows = []
+    for run in runs:
+        values = summarize(run)
+        intervals = run_intervals(run)
+        for metric, (value, _, _) in intervals.items():
+            values.setdefault(metric, value)  # macro F1 / AUC when only the intervals have them
+        rows.append({c: _cell(c, v, intervals) if c != "run" else v for c, v in values.items()})
+    return pd.DataFrame(rows).fillna("").set_index("run")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Print a Markdown table of the latest run of each experiment (or of given run folders)."""
-    parser = argparse.ArgumentParser(prog="lab summary", description=__doc__)
+    parser = argparse.ArgumentParser(prog="lab summary", description=__doc__.split("\n\n")[0])
     parser.add_argument("targets", nargs="+", help="experiment names or run folders")
     parser.add_argument("--log_root", default=None, help="default: $LAB_LOGS or lightning_logs")
     args = parser.parse_args(argv)
-    rows = [summarize(run) for run in _run_dirs(args.targets, log_root(args.log_root))]
-    table = pd.DataFrame(rows).set_index("run")
-    for column in ("epochs", "trainable params"):
-        if column in table:
-            table[column] = table[column].astype("Int64")  # not 15.0000
-    formats = ["", *(".1f" if c.endswith(" seconds") else ".4f" for c in table)]  # run first
-    print(table.to_markdown(floatfmt=formats))
+    table = summary_table(find_runs(args.targets, log_root(args.log_root)))
+    print(table.to_markdown(disable_numparse=True))

@@ -18,13 +18,20 @@ metrics, one line per combination of the other keys) and ``sweep_curves.png`` /
 setting (those metrics the runs logged; see ``Classifier(step_metrics=True)`` and the
 ``GradientNorms`` callback).
 
+With ``--seeds N`` each setting runs N times, with ``seed_everything`` 0 .. N-1, as
+``<setting>/seed-<i>/version_N``; ``sweep.csv`` keeps one row per run, ``sweep_seeds.csv``
+and the top of ``sweep.md`` one per setting (mean ± standard deviation and n of each
+metric, ranked by the mean of the first ``--metrics``), and ``sweep.png`` has error bars
+of one standard deviation. Two settings whose means differ by less than their spread
+are not told apart by the sweep (docs/uncertainty.md).
+
 A grid file is YAML: ``grid`` maps keys to lists of values (every combination is run),
 or is a list of such maps (their settings are run one after the other, e.g. a sweep over
 lambda with alpha fixed, then over alpha with lambda fixed)::
 
     grid:
-      - {model.center_weight: [0.01, 0.1, 1]}
-      - {model.center_lr: [0.1, 1]}
+      - {model.init_args.losses.1.init_args.weight: [0.01, 0.1, 1]}
+      - {model.init_args.losses.1.init_args.lr: [0.1, 1]}
 
 A value may be a map, e.g. a whole optimizer, and one grid map may set several keys
 together (a list of one-value maps is a list of hand-picked settings)::
@@ -58,8 +65,31 @@ import pandas as pd
 import yaml
 
 from lab.errors import LabError
+from lab.predictions import run_intervals
 from lab.report import setting_names
 from lab.runs import atomic_write_text, latest_run, log_root, summarize
+from lab.sweep_curves import EPOCH_CURVES, STEP_CURVES, curve_table, plot_curves, write_curves
+from lab.sweep_seeds import aggregate_seeds, plot_sweep, seeds_markdown
+
+__all__ = [
+    "EPOCH_CURVES",
+    "STEP_CURVES",
+    "aggregate_seeds",
+    "best_setting",
+    "check_settings",
+    "curve_table",
+    "describe",
+    "expand",
+    "load_grid_file",
+    "main",
+    "parse_grid_argument",
+    "plot_curves",
+    "plot_sweep",
+    "run_final",
+    "run_sweep",
+    "slug",
+    "write_curves",
+]
 
 Setting = dict[str, Any]
 
@@ -207,6 +237,20 @@ def check_settings(base: list[str], settings: list[Setting]) -> None:
             raise LabError(f"sweep setting {setting} is not a valid config: {message}")
 
 
+def _record(root: Path, experiment: str, record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with the headline numbers of the newest run of ``experiment`` (and the
+    95% interval of its test accuracy), when it logged any."""
+    run = latest_run(root / experiment)
+    if run is not None and (run / "metrics.csv").is_file():
+        summary = summarize(run)
+        summary["run"] = str(run.relative_to(root))
+        record.update(summary)
+        interval = run_intervals(run).get("test/acc")
+        if interval is not None:
+            record["test/acc low"], record["test/acc high"] = interval[1], interval[2]
+    return record
+
+
 def run_sweep(
     configs: list[str],
     settings: list[Setting],
@@ -214,20 +258,29 @@ def run_sweep(
     root: Path,
     extra: Sequence[str] = (),
     test: bool = True,
+    seeds: int = 0,
+    rank_by: str = "test/acc",
 ) -> pd.DataFrame:
     """Fit (and test) every setting as its own run under ``root/sweeps/name``; return the
-    table that is also written to ``sweep.csv`` and ``sweep.md``."""
+    table that is also written to ``sweep.csv`` and ``sweep.md``: one row per run. With
+    ``seeds`` N >= 1 each setting runs N times, with ``seed_everything`` 0 .. N-1, as
+    ``<setting>/seed-<i>/version_N`` (column ``seed``)."""
     base = [arg for config in configs for arg in ("--config", config)] + list(extra)
     check_settings(base, settings)
     sweep_dir = root / "sweeps" / name
     sweep_dir.mkdir(parents=True, exist_ok=True)
     names = setting_names(_keys(settings))
+    plan = [(s, seed) for s in settings for seed in (range(seeds) if seeds else [None])]
     records = []
-    for i, setting in enumerate(settings, 1):
+    for i, (setting, seed) in enumerate(plan, 1):
         experiment = f"sweeps/{name}/{slug(setting)}"
         overrides = _overrides(base, setting)
+        if seed is not None:
+            experiment += f"/seed-{seed}"
+            overrides.append(f"--seed_everything={seed}")
         common = [*base, *overrides, "--experiment", experiment, "--log_root", str(root)]
-        print(f"lab sweep: [{i}/{len(settings)}] {setting}", file=sys.stderr, flush=True)
+        told = setting if seed is None else {**setting, "seed": seed}
+        print(f"lab sweep: [{i}/{len(plan)}] {told}", file=sys.stderr, flush=True)
         started = time.perf_counter()
         status, error = "ok", ""
         code, message = _lab(["fit", *common])
@@ -238,16 +291,13 @@ def run_sweep(
             if code != 0:
                 status, error = "failed (test)", message
         record: dict[str, Any] = {names[k]: describe(v) for k, v in setting.items()}
+        if seed is not None:
+            record["seed"] = seed
         record.update(status=status, error=error, seconds=round(time.perf_counter() - started, 1))
-        run = latest_run(root / experiment)
-        if run is not None and (run / "metrics.csv").is_file():
-            summary = summarize(run)
-            summary["run"] = str(run.relative_to(root))
-            record.update(summary)
-        records.append(record)
+        records.append(_record(root, experiment, record))
         if status != "ok":
-            print(f"lab sweep: {setting} {status}: {error}", file=sys.stderr, flush=True)
-        _write_tables(sweep_dir, records, settings)  # after every setting: nothing is lost
+            print(f"lab sweep: {told} {status}: {error}", file=sys.stderr, flush=True)
+        _write_tables(sweep_dir, records, settings, rank_by)  # after every run: nothing is lost
     return pd.DataFrame(records)
 
 
@@ -272,10 +322,14 @@ def run_final(
     root: Path,
     extra: Sequence[str],
     select: str,
+    selection: pd.DataFrame | None = None,
+    rank_by: str = "test/acc",
 ) -> pd.DataFrame:
     """Fit and test the best setting once more as ``sweeps/<name>/final``; the table with
-    its row appended (``final`` in the ``status``-adjacent ``setting`` column)."""
-    chosen = best_setting(settings, table, select)
+    its row appended (``final`` in the ``status``-adjacent ``setting`` column).
+    ``selection``: the table to choose from when it is not ``table`` (a seeded sweep's
+    per-setting means)."""
+    chosen = best_setting(settings, table if selection is None else selection, select)
     print(f"lab sweep: final run of the best by {select}: {chosen}", file=sys.stderr, flush=True)
     base = [arg for config in configs for arg in ("--config", config)] + list(extra)
     experiment = f"sweeps/{name}/final"
@@ -294,216 +348,64 @@ def run_final(
     record: dict[str, Any] = {names[k]: describe(v) for k, v in chosen.items()}
     record.update(status=f"final: {status}", error=error)
     record["seconds"] = round(time.perf_counter() - started, 1)
-    run = latest_run(root / experiment)
-    if run is not None and (run / "metrics.csv").is_file():
-        record.update(summarize(run), run=str(run.relative_to(root)))
+    record = _record(root, experiment, record)
     table = pd.concat([table, pd.DataFrame([record])], ignore_index=True)
     sweep_dir = root / "sweeps" / name
-    atomic_write_text(sweep_dir / "sweep.csv", table.to_csv(index=False))
-    atomic_write_text(sweep_dir / "sweep.md", table.to_markdown(index=False, floatfmt=".4f") + "\n")
+    _write_tables(sweep_dir, table.to_dict("records"), settings, rank_by)
     return table
 
 
-def _write_tables(sweep_dir: Path, records: list[dict[str, Any]], settings: list[Setting]) -> None:
+# The metrics a seeded sweep summarises over its seeds, when the runs logged them.
+SEED_METRICS = (
+    "test/acc",
+    "test/acc_top5",
+    "test/macro_f1",
+    "test/knn_acc",
+    "test/map_at_r",
+    "best val/acc",
+)
+
+
+def seed_table(
+    runs: pd.DataFrame, settings: list[Setting], rank_by: str = "test/acc"
+) -> pd.DataFrame:
+    """The per-setting table of a seeded sweep (see :func:`lab.sweep_seeds.aggregate_seeds`)."""
+    keys = list(setting_names(_keys(settings)).values())
+    metrics = list(dict.fromkeys([rank_by, *SEED_METRICS]))
+    return aggregate_seeds(runs, keys, metrics, rank_by)
+
+
+def _write_tables(
+    sweep_dir: Path,
+    records: list[dict[str, Any]],
+    settings: list[Setting],
+    rank_by: str = "test/acc",
+) -> None:
     table = pd.DataFrame(records)
     atomic_write_text(sweep_dir / "sweep.csv", table.to_csv(index=False))
-    atomic_write_text(sweep_dir / "sweep.md", table.to_markdown(index=False, floatfmt=".4f") + "\n")
+    text = table.to_markdown(index=False, floatfmt=".4f") + "\n"
     keys = list(setting_names(_keys(settings)).values())
+    if "seed" in table:
+        seeded_runs = table[~table["status"].astype(str).str.startswith("final")]
+        seeded = seed_table(seeded_runs, settings, rank_by)
+        atomic_write_text(sweep_dir / "sweep_seeds.csv", seeded.to_csv(index=False))
+        metrics = [m for m in (rank_by, *SEED_METRICS) if m in seeded]
+        text = (
+            f"Mean ± standard deviation over the seeds, ranked by the mean {rank_by}:\n\n"
+            + seeds_markdown(seeded, keys, list(dict.fromkeys(metrics)))
+            + "\n\nEvery run:\n\n"
+            + text
+        )
+    atomic_write_text(sweep_dir / "sweep.md", text)
     atomic_write_text(
         sweep_dir / "sweep.json",
         json.dumps({"keys": keys, "settings": settings}, indent=2, default=str) + "\n",
     )
 
 
-def plot_sweep(table: pd.DataFrame, keys: list[str], metrics: list[str], path: Path) -> bool:
-    """The first swept key against each metric (one panel each), one line per combination
-    of the other keys; False if there is nothing to plot."""
-    metrics = [m for m in metrics if m in table and table[m].notna().any()]
-    if table.empty or not metrics or keys[0] not in table:
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib import pyplot as plt
-
-    from lab.callbacks.figures import save_figure_atomically
-
-    x_key, others = keys[0], [k for k in keys[1:] if k in table]
-    numeric = pd.api.types.is_numeric_dtype(table[x_key])
-    figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
-    groups = table.groupby(others, dropna=False) if others else [((), table)]
-    for axis, metric in zip(axes[0], metrics, strict=True):
-        for group_values, rows in groups:
-            rows = rows.dropna(subset=[metric])
-            if rows.empty:
-                continue
-            if numeric:
-                rows = rows.sort_values(x_key)
-                x = rows[x_key].astype(float)
-            else:
-                x = rows[x_key].astype(str)
-            values = group_values if isinstance(group_values, tuple) else (group_values,)
-            label = ", ".join(f"{k}={v}" for k, v in zip(others, values, strict=False)) or None
-            axis.plot(x, rows[metric], marker="o", label=label)
-        if numeric and _log_spaced(table[x_key]):
-            axis.set_xscale("log")
-        axis.set_xlabel(x_key)
-        axis.set_ylabel(metric)
-        axis.grid(alpha=0.3)
-        if others:
-            axis.legend(fontsize=8)
-    figure.suptitle(f"sweep over {', '.join(keys)}")
-    figure.tight_layout()
-    try:
-        save_figure_atomically(figure, path)
-    finally:
-        plt.close(figure)
-    return True
-
-
-# Curves of every setting on one figure: metrics over optimizer steps, then per epoch.
-STEP_CURVES = ("train_step/loss", "train_step/acc", "grad_norm/total")
-EPOCH_CURVES = ("val/acc",)
-
-
-def curve_table(runs: dict[str, Path]) -> pd.DataFrame:
-    """The long table behind ``sweep_curves``: ``setting, step, metric, value, epoch``, one
-    row per logged value of ``STEP_CURVES`` and ``EPOCH_CURVES`` in each setting's run
-    folder (``{label: run folder}``); a value logged twice for the same step (a resumed
-    run) keeps the later one, ``val/acc`` keeps the last of each epoch. Runs without a
-    readable ``metrics.csv`` are left out."""
-    from lab.report import Run, read_metrics
-
-    columns = ["setting", "step", "metric", "value", "epoch"]
-    frames = []
-    for label, run_dir in runs.items():
-        run = Run(path=Path(run_dir), id=label)
-        read_metrics(run)  # a truncated last row is left out
-        if run.metrics is None:
-            continue
-        metrics = run.metrics
-        for metric in (*STEP_CURVES, *EPOCH_CURVES):
-            if metric not in metrics or metrics[metric].isna().all():
-                continue
-            rows = metrics.dropna(subset=[metric])
-            frame = pd.DataFrame(
-                {
-                    "setting": label,
-                    "step": rows["step"] if "step" in rows else float("nan"),
-                    "metric": metric,
-                    "value": rows[metric].astype(float),
-                    "epoch": rows["epoch"] if "epoch" in rows else float("nan"),
-                }
-            )
-            by = "epoch" if metric in EPOCH_CURVES else "step"
-            frame = frame.dropna(subset=[by]).drop_duplicates(subset=[by], keep="last")
-            frames.append(frame.sort_values(by))
-    if not frames:
-        return pd.DataFrame(columns=columns)
-    table = pd.concat(frames, ignore_index=True)[columns]
-    for column in ("step", "epoch"):
-        table[column] = table[column].astype("Int64")
-    return table
-
-
-def plot_curves(table: pd.DataFrame, path: Path, smooth_points: int = 50) -> bool:
-    """One figure, a panel per metric of ``curve_table``'s table (step metrics against the
-    optimizer step, ``val/acc`` against the epoch), one line per setting; False if the
-    table is empty. Step curves are drawn as moving averages of about
-    ``1 / smooth_points`` of their length (batch accuracy at batch size 1 is 0 or 1); the
-    step axis turns logarithmic beyond step 10 (symlog) when the settings' step counts
-    differ more than 20-fold (batch size 1 against 64), so every setting stays visible."""
-    metrics = [m for m in (*STEP_CURVES, *EPOCH_CURVES) if m in set(table["metric"])]
-    if table.empty or not metrics:
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib import pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    from lab.callbacks.figures import save_figure_atomically
-    from lab.report import _log_scale_if_wide
-
-    settings = list(dict.fromkeys(table["setting"]))
-    colours = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(settings)}
-    columns = min(len(settings), 3)
-    legend_rows = -(-len(settings) // columns)
-    height = 4.0 + 0.25 * legend_rows  # inches: the panels, then the legend below them
-    figure, axes = plt.subplots(
-        1, len(metrics), figsize=(5 * len(metrics), height), squeeze=False, dpi=100
-    )
-    for axis, metric in zip(axes[0], metrics, strict=True):
-        rows = table[table["metric"] == metric]
-        per_epoch = metric in EPOCH_CURVES
-        x_column = "epoch" if per_epoch else "step"
-        windows = []
-        for setting in settings:
-            series = rows[rows["setting"] == setting]
-            if series.empty:
-                continue
-            x = series[x_column].astype(float).to_numpy()
-            y = series["value"]
-            window = 1 if per_epoch else max(1, len(series) // smooth_points)
-            windows.append(window)
-            y = y.rolling(window, min_periods=1).mean() if window > 1 else y
-            marker = "o" if per_epoch else None
-            axis.plot(
-                x,
-                y.to_numpy(),
-                marker=marker,
-                markersize=3,
-                linewidth=1.2,
-                color=colours[setting],
-                label=setting,
-            )
-        if per_epoch:
-            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-            axis.set_xlabel("epoch")
-        else:
-            last_steps = rows.groupby("setting")["step"].max().astype(float)
-            if len(last_steps) > 1 and last_steps.max() > 20 * max(last_steps.min(), 1.0):
-                axis.set_xscale("symlog", linthresh=10)
-            axis.set_xlabel("optimizer step")
-        if metric.endswith("loss") or metric.startswith("grad_norm"):
-            _log_scale_if_wide(axis)
-        smoothed = max(windows, default=1) > 1
-        axis.set_title(metric + (" (moving average)" if smoothed else ""))
-        axis.grid(alpha=0.3)
-    # One legend for all panels, below them: in a panel it would hide some curves.
-    entries: dict[str, Any] = {}
-    for axis in axes[0]:
-        for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
-            entries.setdefault(label, handle)
-    figure.legend(entries.values(), entries.keys(), loc="lower center", ncol=columns, fontsize=8)
-    figure.tight_layout(rect=(0, (0.1 + 0.25 * legend_rows) / height, 1, 1))
-    try:
-        save_figure_atomically(figure, path)
-    finally:
-        plt.close(figure)
-    return True
-
-
-def write_curves(runs: dict[str, Path], sweep_dir: Path) -> bool:
-    """``sweep_curves.csv`` and ``sweep_curves.png`` in ``sweep_dir`` from the settings'
-    run folders (``{label: run folder}``); False (nothing written) if none logged any of
-    the curves."""
-    table = curve_table(runs)
-    if table.empty:
-        return False
-    atomic_write_text(sweep_dir / "sweep_curves.csv", table.to_csv(index=False))
-    return plot_curves(table, sweep_dir / "sweep_curves.png")
-
-
 def setting_label(setting: Setting, names: dict[str, str]) -> str:
     """A legend entry for a setting, e.g. ``optimizer=SGD(lr=0.01), batch_size=1``."""
     return ", ".join(f"{names[k]}={describe(v)}" for k, v in setting.items()) or "default"
-
-
-def _log_spaced(values: pd.Series) -> bool:
-    positive = values.dropna().astype(float)
-    positive = positive[positive > 0]
-    return len(positive) >= 3 and positive.max() / positive.min() >= 100
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -524,6 +426,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="comma-separated metrics to plot against the swept value",
     )
     parser.add_argument("--no_test", action="store_true", help="fit only")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=0,
+        help="run each setting N times, with seed_everything 0 .. N-1; the table and plot "
+        "show mean ± standard deviation, settings ranked by the mean of the first --metrics",
+    )
     parser.add_argument(
         "--final",
         action="store_true",
@@ -559,22 +468,42 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise LabError(f"config file {config} does not exist")
     name = args.name or Path(args.config[0]).stem
     root = log_root(args.log_root)
-    table = run_sweep(args.config, settings, name, root, extra, test=not args.no_test)
+    if args.seeds < 0:
+        raise LabError(f"--seeds must be 0 (the config's own seed) or more, got {args.seeds}")
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    rank_by = metrics[0] if metrics else "test/acc"
+    table = run_sweep(
+        args.config,
+        settings,
+        name,
+        root,
+        extra,
+        test=not args.no_test,
+        seeds=args.seeds,
+        rank_by=rank_by,
+    )
     sweep_dir = root / "sweeps" / name
     keys = list(setting_names(_keys(settings)).values())
-    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    plot_sweep(table, keys, metrics, sweep_dir / "sweep.png")
+    seeded = seed_table(table, settings, rank_by) if args.seeds else None
+    plot_sweep(table if seeded is None else seeded, keys, metrics, sweep_dir / "sweep.png")
     names = setting_names(_keys(settings))
+    plan = [(s, seed) for s in settings for seed in (range(args.seeds) if args.seeds else [None])]
     runs = {
-        setting_label(setting, names): root / run
-        for setting, run in zip(settings, table.get("run", [None] * len(table)), strict=True)
+        setting_label(setting, names) + ("" if seed is None else f", seed={seed}"): root / run
+        for (setting, seed), run in zip(plan, table.get("run", [None] * len(table)), strict=True)
         if isinstance(run, str)
     }
     write_curves(runs, sweep_dir)
     if args.final:
-        table = run_final(args.config, settings, table, name, root, extra, args.select)
+        table = run_final(
+            args.config, settings, table, name, root, extra, args.select, seeded, rank_by
+        )
+    if seeded is not None:
+        print(seeds_markdown(seeded, keys, [m for m in metrics if m in seeded]))
+        print()
     print(table.drop(columns=["error"]).to_markdown(index=False, floatfmt=".4f"))
     failed = int((~table["status"].isin(["ok", "final: ok"])).sum())
-    print(f"sweep: {sweep_dir} ({len(table)} settings, {failed} failed)")
+    count = f"{len(table)} settings" if seeded is None else f"{len(table)} runs"
+    print(f"sweep: {sweep_dir} ({count}, {failed} failed)")
     if failed:  # every setting ran, but the caller (make, a script) must see the failure
         raise SystemExit(1)

@@ -2,6 +2,7 @@
 
 import re
 
+import pandas as pd
 import pytest
 import torch
 
@@ -17,12 +18,23 @@ def test_loss_benchmark_prints_equal_losses_for_ours_and_pml(capsys):
     assert ours == theirs and "ours / pml" in out
 
 
-def test_tsne_benchmark_prints_its_times(capsys):
-    tsne.main(["--points", "200", "--dim", "64", "--classes", "4"])
+def test_tsne_benchmark_compares_both_methods_and_records_them(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_RESULTS", str(tmp_path))
+    tsne.main(["--points", "200", "--dim", "64", "--classes", "4", "--record"])
     out = capsys.readouterr().out
-    assert "PCA + t-SNE (total)" in out
-    agreement = float(out.rsplit(":", 1)[1])
-    assert agreement > 0.9  # the 2-D map keeps the well-separated clusters apart
+    rows = {
+        line.split("  ")[1].strip(): line
+        for line in out.splitlines()
+        if "(BH)" in line or "(FFT)" in line
+    }
+    assert set(rows) == {"scikit-learn (BH)", "openTSNE (FFT)"}
+    for line in rows.values():
+        seconds, agreement = (float(x) for x in line.split()[-2:])
+        assert seconds > 0 and agreement > 0.9  # both maps keep the clusters apart
+    recorded = pd.read_csv(tmp_path / "benchmarks.csv").set_index("name")["figure"]
+    assert set(recorded.index) >= {"tsne-sklearn", "tsne-opentsne", "tsne-ratio"}
+    ratio = float(out.split("scikit-learn: ")[1].split()[0])
+    assert recorded["tsne-ratio"] == pytest.approx(ratio, abs=0.01)
 
 
 def numbers(text: str) -> list[float]:
@@ -98,3 +110,50 @@ def test_lab_bench_without_a_known_name_is_a_one_line_error(lab, capsys, args):
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and len(err.splitlines()) == 1
     assert err.startswith("lab: error: ") and "overhead, throughput, dataloader" in err
+
+
+def test_gpu_check_without_a_gpu_says_so_in_one_line_and_exits_0(lab, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    lab("bench", "gpu", "--out", "table.txt")  # returns: exit status 0
+    out = capsys.readouterr().out
+    assert out.strip() == "lab bench gpu: no CUDA GPU on this machine: nothing checked"
+
+
+def test_gpu_check_prints_one_table_writes_it_and_fails_on_a_broken_check(
+    capsys, tmp_path, monkeypatch
+):
+    from lab.bench import gpu
+
+    def broken(device):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    monkeypatch.setattr(
+        gpu, "CHECKS", {"good": lambda d: [("a check", "1.00", "ok")], "bad": broken}
+    )
+    out_file = tmp_path / "gpu.txt"
+    with pytest.raises(SystemExit) as failed:
+        gpu.main(["--out", str(out_file)])
+    assert failed.value.code == 1
+    table = capsys.readouterr().out.strip()
+    assert table == out_file.read_text().strip()
+    lines = table.splitlines()
+    assert lines[0].startswith("lab bench gpu: Fake GPU") and lines[1].split()[:2] == [
+        "check",
+        "figure",
+    ]
+    assert lines[2].split() == ["a", "check", "1.00", "ok"]
+    assert lines[3].split()[:2] == ["bad", "error"] and "out of memory" in lines[3]
+
+
+def test_gpu_check_loss_numerics_run_on_the_cpu_too():
+    from lab.bench import gpu
+
+    rows = gpu.check_losses(torch.device("cpu"))  # CPU autocast does bf16 (and fp16)
+    assert [r[0] for r in rows] == [
+        f"losses: {name}, {label}"
+        for label in ("bf16", "16-mixed")
+        for name in ("batch-hard triplet", "center")
+    ]
+    assert all(r[1].startswith("value ") for r in rows)

@@ -28,7 +28,7 @@ def test_demo_cross_entropy_reaches_95_percent_test_accuracy(lab, workdir):
 @pytest.mark.slow
 def test_demo_triplet_reaches_95_percent_by_class_centre_and_by_knn(lab, workdir):
     last = fit_and_test(lab, workdir, "demo-triplet")
-    # TripletEmbedder's test/acc is the nearest-class-centre accuracy.
+    # demo-triplet's test/acc (predict: nearest_centre) is the nearest-class-centre accuracy.
     assert last["test/acc"] == pytest.approx(last["test/centroid_acc"])
     for key in ("test/acc", "test/knn_acc"):
         assert last[key] >= 0.95, f"demo-triplet {key} {last[key]:.4f} < 0.95"

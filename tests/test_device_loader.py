@@ -18,7 +18,6 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DistributedSampler
 from torchvision.transforms.v2 import functional as TF
 
-from lab.cli import main
 from lab.data.device_loader import DeviceBatchLoader, EpochOrder, crop_flip
 from lab.data.digits import DigitsDataModule
 from lab.data.images import ImageDataModule
@@ -301,17 +300,9 @@ def test_lab_fit_runs_on_the_device_path_and_logs_val_acc(lab, workdir):
     assert metrics["train/loss"].notna().sum() == 2
 
 
-@pytest.mark.parametrize(
-    "options,expected",
-    [
-        ({"rotation": 10.0}, "does not do random rotation"),
-        ({"pk_classes": 2, "pk_samples": 2}, "does not do P x K batches"),
-    ],
-    ids=["rotation", "pk"],
-)
-def test_what_the_device_path_does_not_do_is_refused_in_one_line(options, expected):
-    with pytest.raises(LabError, match=expected) as error:
-        Random(device_data=True, **options)
+def test_what_the_device_path_does_not_do_is_refused_in_one_line():
+    with pytest.raises(LabError, match="does not do random rotation") as error:
+        Random(device_data=True, rotation=10.0)
     assert "\n" not in str(error.value)
 
 
@@ -321,13 +312,20 @@ def test_too_much_crop_padding_is_refused_in_one_line():
     assert "\n" not in str(error.value)
 
 
-def test_the_cli_refuses_device_data_with_p_x_k(capsys, workdir):
-    args = ["--data.init_args.pk_classes=2", "--data.init_args.pk_samples=2"]
-    with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", str(DEMO), "--data.init_args.device_data=true", *args])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "does not do P x K" in err
-    assert len(err.strip().splitlines()) == 1, err
+def test_lab_fit_runs_p_x_k_batches_on_the_device_path(lab, workdir):
+    lab(
+        "fit",
+        "--config",
+        DEMO,
+        "--data.init_args.device_data=true",
+        "--data.init_args.pk_classes=4",
+        "--data.init_args.pk_samples=4",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=2",
+        "--trainer.limit_val_batches=1",
+    )
+    metrics = pd.read_csv(workdir / "lightning_logs" / "demo" / "version_0" / "metrics.csv")
+    assert metrics["train/loss"].notna().sum() >= 1 and metrics["val/acc"].notna().sum() == 1
 
 
 def test_the_benchmark_prints_both_rates_and_their_ratio(capsys):
@@ -343,3 +341,17 @@ def test_the_benchmark_prints_both_rates_and_their_ratio(capsys):
     assert setup >= 0 and min(ordinary) > 0 and min(device) > 0
     ratio = float(out.split("epochs 2+: ")[1].split("x")[0])
     assert ratio == pytest.approx(device[-1] / ordinary[-1], rel=0.06)
+
+
+def test_the_benchmark_times_p_x_k_batches_and_records_both_rates(capsys, tmp_path, monkeypatch):
+    from lab.bench import dataloader
+
+    monkeypatch.setenv("LAB_RESULTS", str(tmp_path))
+    options = "--images 200 --epochs 2 --workers 0 --device cpu --pk 5 4 --record"
+    dataloader.main(["--device-path", *options.split()])
+    out = capsys.readouterr().out
+    assert "P x K = 5 x 4" in out
+    rows = pd.read_csv(tmp_path / "benchmarks.csv")
+    assert sorted(rows["name"]) == ["dataloader-pk-device", "dataloader-pk-ordinary"]
+    assert (rows["figure"] > 0).all() and (rows["unit"] == "images/s").all()
+    assert rows["command"].str.contains("--pk 5 4").all()

@@ -344,7 +344,8 @@ def test_batches_without_logits_write_nothing(tmp_path: Path):
 
 
 def test_switched_off_parts_are_not_written(tmp_path: Path):
-    trainer = quiet_trainer(tmp_path, [TestEvaluation(confusion_matrix=False, roc=False)])
+    switched_off = TestEvaluation(confusion_matrix=False, roc=False, predictions=False)
+    trainer = quiet_trainer(tmp_path, [switched_off])
     model = classifier()
     trainer.test(model, datamodule=Data(), verbose=False)
     written = sorted(p.name for p in Path(trainer.log_dir).glob("*.*") if p.suffix != "")

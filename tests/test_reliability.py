@@ -6,12 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import torch
 import yaml
 
+from lab.callbacks.reliability import DivergenceGuard, NonFiniteLossError
+from lab.errors import LabError
 from tests.conftest import REPO
 
 DEMO = REPO / "experiments" / "demo.yaml"
@@ -185,3 +188,73 @@ def test_weights_gone_non_finite_are_caught_before_the_epoch_end_checkpoint(lab,
     assert "non-finite weights (backbone.conv1.weight and 0 more) at epoch 1, step 8" in err
     state = _ckpt(workdir / "lightning_logs" / "demo" / "version_0")
     assert _fit_loop(state) == (4, 0)  # epoch 1's checkpoint was never written
+
+
+def test_a_nan_loss_is_reported_with_its_step_at_the_next_check_point(lab, workdir, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        lab(
+            "fit",
+            "--config",
+            DEMO,
+            *SHORT,
+            "--divergence.check_every_n_steps=3",
+            _inject("PoisonAt", step=4),
+        )
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "non-finite loss nan at epoch 1, step 4 (batch 0) (found by the check at step 6)" in err
+    assert "the last finite loss was" in err and "at step 3" in err
+    state = _ckpt(workdir / "lightning_logs" / "demo" / "version_0")
+    assert _fit_loop(state) == (4, 0)  # stopped before epoch 1's checkpoint
+
+
+def _guard_trainer(step: int, scaler=None) -> SimpleNamespace:
+    return SimpleNamespace(
+        precision_plugin=SimpleNamespace(scaler=scaler),
+        current_epoch=0,
+        global_step=step,
+        world_size=1,
+        checkpoint_callback=None,
+    )
+
+
+def _run_steps(guard: DivergenceGuard, losses: list[float], scaler=None) -> None:
+    for step, value in enumerate(losses):
+        trainer = _guard_trainer(step, scaler)
+        guard.on_train_batch_start(trainer, torch.nn.Linear(1, 1), None, step)
+        loss = torch.tensor(value)
+        guard.on_before_backward(trainer, None, scaler.scale(loss) if scaler else loss)
+        trainer.global_step = step + 1  # the optimizer step
+        guard.on_train_batch_end(trainer, None, None, None, step)
+
+
+def test_the_guard_makes_no_host_sync_between_check_points(monkeypatch):
+    calls = []
+    for name in ("item", "tolist", "__float__", "__bool__", "cpu"):
+        real = getattr(torch.Tensor, name)
+
+        def spy(self, *args, _real=real, _name=name, **kwargs):
+            calls.append(_name)
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    guard = DivergenceGuard(check_every_n_steps=5)
+    _run_steps(guard, [1.0, 0.9, 0.8, 0.7])
+    assert calls == []  # four steps, no look at the loss
+    _run_steps(guard, [1.0] * 5)  # step 5 is a check point: one read
+    assert calls == ["tolist"]
+
+
+def test_the_reported_loss_is_unscaled_under_16_mixed():
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    guard = DivergenceGuard(check_every_n_steps=2)
+    with pytest.raises(NonFiniteLossError, match=r"nan at epoch 0, step 2 .*was 2\.5 at step 1"):
+        _run_steps(guard, [3.0, 2.5, float("nan"), 1.0], scaler)
+    skip = DivergenceGuard(action="skip")
+    _run_steps(skip, [1.5], scaler)
+    assert skip.last_finite == (0, 1.5)
+
+
+def test_check_every_n_steps_must_be_positive():
+    with pytest.raises(LabError, match="check_every_n_steps must be at least 1"):
+        DivergenceGuard(check_every_n_steps=0)

@@ -24,6 +24,7 @@ from lab.report import (
     run_ids,
     setting_names,
 )
+from lab.stats import wilson_interval
 from tests.conftest import QUIET, REPO
 
 DEMO = REPO / "experiments" / "demo.yaml"
@@ -120,6 +121,19 @@ def test_report_of_two_runs(inside: Path, logs: Path, capsys: pytest.CaptureFixt
     assert " lr " in header and "experiment" in header
     assert "test/loss" not in table.columns  # not a headline column of the report
     assert "## Notes" not in report  # nothing missing
+    # Settings and metrics are two tables; test/acc carries its Wilson interval, read back
+    # against predictions.csv; the two runs (same test images) are compared pairwise.
+    assert report.index("### Settings") < report.index("### Metrics")
+    for run_id, run in runs.items():
+        right = pd.read_csv(run / "predictions.csv").eval("prediction == target")
+        low, high = wilson_interval(int(right.sum()), len(right))
+        assert table.loc[run_id, "test/acc low"] == pytest.approx(low)
+        assert table.loc[run_id, "test/acc high"] == pytest.approx(high)
+        acc = last_value(run, "test/acc")
+        assert f"| {acc:.4f} [{low:.4f}, {high:.4f}] " in report
+    paired = report.split("## Paired comparisons")[1].split("## Curves")[0]
+    assert "demo/version_0" in paired and "demo-lr/version_0" in paired
+    assert "McNemar p" in paired
 
     # Every image the report shows is in the out folder; the t-SNE plots are copies.
     images = referenced_images(report)

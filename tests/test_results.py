@@ -5,6 +5,7 @@ import json
 
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from lab.cli import main
 from lab.errors import LabError
@@ -82,6 +83,23 @@ def test_runs_that_cannot_be_recorded_say_why(tmp_path):
     assert not (tmp_path / "runs.csv").exists()
 
 
+def test_a_run_with_predictions_gets_the_wilson_interval_of_its_accuracy(tmp_path):
+    run = fake_run(tmp_path, acc=0.9)
+    targets = [0, 1, 2, 3, 4] * 4
+    predictions = targets[:18] + [0, 0]  # 18 of 20 right
+    pd.DataFrame({"index": range(20), "target": targets, "prediction": predictions}).to_csv(
+        run / "predictions.csv", index=False
+    )
+    row = record_run(run, tmp_path / "results")
+    ci = scipy_stats.binomtest(18, 20).proportion_ci(method="wilson")
+    assert row["test_images"] == 20
+    assert row["test_acc_low"] == pytest.approx(ci.low) and row["test_acc_high"] == pytest.approx(
+        ci.high
+    )
+    line = render_tables(tmp_path / "results")["demo"].splitlines()[2]
+    assert f"| 90.00% [{100 * ci.low:.1f}, {100 * ci.high:.1f}] |" in line
+
+
 def test_tables_render_the_newest_row_per_experiment(tmp_path):
     results = tmp_path / "results"
     record_run(fake_run(tmp_path, "demo-center", acc=0.97), results)
@@ -89,7 +107,7 @@ def test_tables_render_the_newest_row_per_experiment(tmp_path):
     record_run(fake_run(tmp_path, "demo", version=1, acc=0.925, seconds=40.04), results)
     tables = render_tables(results)
     lines = tables["demo"].splitlines()
-    assert lines[0].startswith("| id | objective | test top-1 |") and len(lines) == 5
+    assert lines[0].startswith("| id | objective | test top-1 [95% CI] |") and len(lines) == 5
     assert lines[2].startswith("| `demo` | cross-entropy") and "| 92.50% |" in lines[2]
     assert "| 40.0 s |" in lines[2] and "`0123456`" in lines[2]
     assert lines[3].startswith("| `demo-triplet` |") and "| not recorded |" in lines[3]

@@ -24,6 +24,7 @@ from lab.data.fakes.stl10 import write_stl10
 from lab.errors import LabError
 from lab.features import cache_file, cached_features, extract_features
 from lab.models import ResNet
+from lab.stats import wilson_interval
 from lab.svm import (
     SCALERS,
     best_row,
@@ -38,7 +39,7 @@ from tests.conftest import REPO
 CONFIG = REPO / "experiments" / "stl10-svm.yaml"
 PNG = b"\x89PNG\r\n\x1a\n"
 NAMES = ["a", "b", "c", "d"]
-PER_SETTING = [
+EVALUATION_FILES = [
     "auc.csv",
     "confusion_matrix.csv",
     "confusion_matrix.png",
@@ -47,6 +48,7 @@ PER_SETTING = [
     "roc.csv",
     "roc.png",
 ]
+PER_SETTING = sorted([*EVALUATION_FILES, "intervals.csv", "predictions.csv"])
 
 
 def blobs(seed: int = 0, shift: float = 0.0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -83,7 +85,8 @@ def test_every_kernel_and_scaler_separates_blobs_and_writes_every_file(tmp_path:
 
     assert len(table) == 9
     assert list(table.columns) == [
-        "layer", "kernel", "scaler", "n_train", "val_acc", "test_acc", "test_macro_f1",
+        "layer", "kernel", "scaler", "n_train", "val_acc", "test_acc", "test_acc_low",
+        "test_acc_high", "test_macro_f1", "test_macro_f1_low", "test_macro_f1_high",
         "test_auc_macro", "fit_seconds", "predict_seconds",
     ]  # fmt: skip
     assert (table["val_acc"] >= 0.95).all() and (table["test_acc"] >= 0.95).all()
@@ -105,6 +108,11 @@ def test_every_kernel_and_scaler_separates_blobs_and_writes_every_file(tmp_path:
         assert auc["auc"].iloc[:4].to_numpy() == pytest.approx(expected)
         assert row["test_auc_macro"] == pytest.approx(expected.mean())
         assert (folder / "roc.png").read_bytes()[:8] == PNG
+        written = pd.read_csv(folder / "predictions.csv")  # per image, from the same scores
+        assert np.array_equal(written["prediction"], predicted)
+        assert np.mean(written["prediction"] == written["target"]) == pytest.approx(row["test_acc"])
+        low, high = wilson_interval(int(round(row["test_acc"] * 30)), 30)
+        assert (row["test_acc_low"], row["test_acc_high"]) == pytest.approx((low, high))
 
     saved = pd.read_csv(tmp_path / "svm.csv")
     assert saved[["layer", "kernel", "scaler"]].equals(table[["layer", "kernel", "scaler"]])
@@ -329,7 +337,7 @@ def test_write_evaluation_takes_raw_scores_as_they_are(tmp_path: Path):
         points = roc[roc["class"] == c]
         assert np.allclose(points["fpr"], fpr) and np.allclose(points["tpr"], tpr)
         assert np.allclose(points["threshold"].iloc[1:], thresholds[1:])  # in score units
-    assert sorted(p.name for p in tmp_path.iterdir()) == PER_SETTING
+    assert sorted(p.name for p in tmp_path.iterdir()) == EVALUATION_FILES
     # the softmax of these scores ranks the samples of a class differently
     softmaxed = write_evaluation(None, scores, y, NAMES)
     assert not np.allclose(softmaxed["auc"].iloc[:4], expected, atol=1e-4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -138,3 +139,52 @@ def test_final_trains_the_best_setting_again_with_the_configs_own_values(workdir
     assert saved["trainer"]["max_epochs"] == 2  # the config's own, not the sweep's 1
     assert saved["model"]["init_args"]["label_smoothing"] == table.iloc[best]["label_smoothing"]
     assert (final / "confusion_matrix.csv").is_file()  # tested too
+
+
+def test_seeded_runs_aggregate_to_mean_std_and_n_ranked_by_the_mean():
+    from lab.sweep import seed_table
+
+    settings = [{"model.init_args.dropout": d} for d in (0.1, 0.2, 0.3)]
+    runs = pd.DataFrame(
+        {
+            "dropout": [0.1, 0.1, 0.1, 0.2, 0.2, 0.2, 0.3, 0.3, 0.3],
+            "seed": [0, 1, 2] * 3,
+            "status": ["ok"] * 7 + ["failed (fit)", "ok"],
+            "test/acc": [0.90, 0.92, 0.94, 0.95, 0.97, 0.96, 0.80, None, 0.99],
+            "best val/acc": [0.5] * 9,
+        }
+    )
+    table = seed_table(runs, settings, rank_by="test/acc")
+    assert table["dropout"].tolist() == [0.1, 0.2, 0.3]  # in the order of the settings
+    assert table["n"].tolist() == [3, 3, 2]
+    assert table["status"].tolist() == ["ok", "ok", "1/3 failed"]
+    expected = [[0.90, 0.92, 0.94], [0.95, 0.97, 0.96], [0.80, 0.99]]
+    assert table["test/acc"].tolist() == pytest.approx([np.mean(v) for v in expected])
+    assert table["test/acc std"].tolist() == pytest.approx([np.std(v, ddof=1) for v in expected])
+    assert table["rank"].tolist() == [2, 1, 3]  # 0.96 > 0.92 > 0.895
+    assert table["test/acc ± std"].iloc[1] == "0.9600 ± 0.0100"
+    assert np.isnan(seed_table(runs.iloc[:1], settings[:1])["test/acc std"].iloc[0])
+
+
+def test_a_seeded_sweep_runs_each_setting_per_seed_and_plots_error_bars(workdir, capsys):
+    grid = "model.init_args.optimizer.init_args.lr=[0.05]"
+    main(["sweep", "--config", DEMO, "--grid", grid, "--seeds", "2", "--", *TINY])
+    sweep_dir = workdir / "lightning_logs" / "sweeps" / "demo"
+    runs = sorted(p.relative_to(sweep_dir).as_posix() for p in sweep_dir.glob("*/*/version_*"))
+    assert runs == ["lr-0.05/seed-0/version_0", "lr-0.05/seed-1/version_0"]
+    table = pd.read_csv(sweep_dir / "sweep.csv")
+    assert table["seed"].tolist() == [0, 1] and table["status"].tolist() == ["ok", "ok"]
+    for run in runs:
+        config = (sweep_dir / run / "config.yaml").read_text()
+        assert f"seed_everything: {run.split('/')[1].removeprefix('seed-')}" in config
+    assert (
+        (table["test/acc low"] <= table["test/acc"]) & (table["test/acc"] <= table["test/acc high"])
+    ).all()
+    seeded = pd.read_csv(sweep_dir / "sweep_seeds.csv")
+    assert seeded["n"].tolist() == [2]
+    assert seeded["test/acc"].iloc[0] == pytest.approx(table["test/acc"].mean())
+    assert seeded["test/acc std"].iloc[0] == pytest.approx(table["test/acc"].std(ddof=1))
+    assert "± std" in (sweep_dir / "sweep.md").read_text()
+    out = capsys.readouterr().out
+    assert "test/acc ± std" in out and "2 runs, 0 failed" in out
+    assert (sweep_dir / "sweep.png").read_bytes()[:4] == b"\x89PNG"

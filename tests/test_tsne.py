@@ -51,6 +51,39 @@ def test_embed_2d_works_for_a_handful_of_points_and_refuses_fewer_than_3():
         embed_2d(np.zeros((2, 8)))
 
 
+def test_embed_2d_runs_opentsne_with_the_same_choices_as_scikit_learn(monkeypatch):
+    import openTSNE
+
+    calls = {}
+    real = openTSNE.TSNE
+
+    class Spy(real):
+        def __init__(self, **kwargs):
+            calls.update(kwargs)
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(openTSNE, "TSNE", Spy)
+    features = np.random.default_rng(0).normal(size=(90, 80))
+    embed_2d(features, pca_dim=20, perplexity=10, seed=7)
+    assert calls["perplexity"] == 10 and calls["initialization"] == "pca"
+    assert calls["random_state"] == 7 and calls["learning_rate"] == 50.0
+
+
+def test_opentsne_and_scikit_learn_maps_are_of_equal_quality():
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(5), 60)
+    features = rng.normal(scale=2.0, size=(5, 100))[labels] + rng.normal(size=(300, 100))
+    scores = []
+    for method in ("opentsne", "sklearn"):
+        xy = embed_2d(features, pca_dim=30, seed=0, method=method)
+        d = ((xy[:, None] - xy[None]) ** 2).sum(-1)
+        np.fill_diagonal(d, np.inf)
+        scores.append((labels[d.argmin(1)] == labels).mean())
+    assert min(scores) > 0.9 and abs(scores[0] - scores[1]) < 0.05
+    with pytest.raises(LabError, match="opentsne"):
+        embed_2d(features, method="umap")
+
+
 def test_plot_has_one_legend_entry_per_class_named():
     xy = np.random.default_rng(0).normal(size=(30, 2))
     labels = np.repeat(np.arange(3), 10)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from lab.errors import LabError
 
-BENCHMARKS = ("overhead", "throughput", "dataloader", "losses", "tsne")
+BENCHMARKS = ("overhead", "throughput", "dataloader", "losses", "tsne", "gpu")
 
 
 def describe(name: str) -> str:

@@ -27,6 +27,9 @@ normalise, batch size and seed:
 
 ``python -m lab.bench.dataloader --device-path --images 50000 --epochs 3 --workers 2
 --batch-size 512 [--device cuda]`` (default device: cuda when there is one, else cpu).
+``--pk P K`` gives both paths P x K training batches (``PKBatchSampler``; the batch size
+is then P * K), as triplet and center-loss training use. ``--record`` appends the warm
+images/s of both paths to ``results/benchmarks.csv`` (``lab.results.record_benchmark``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import argparse
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -164,9 +168,15 @@ def _sync(device: torch.device) -> None:
 
 
 def device_path_run(
-    images: int, epochs: int, workers: int, batch_size: int, device: torch.device
+    images: int,
+    epochs: int,
+    workers: int,
+    batch_size: int,
+    device: torch.device,
+    pk: tuple[int, int] | None = None,
 ) -> dict:
-    """Time the ordinary and the device-resident training loader on the same images."""
+    """Time the ordinary and the device-resident training loader on the same images
+    (P x K batches on both with ``pk``)."""
     options = {
         "crop_padding": 4,
         "hflip": 0.5,
@@ -174,6 +184,8 @@ def device_path_run(
         "num_workers": workers,
         "normalization": "dataset",
     }
+    if pk is not None:
+        options.update(pk_classes=pk[0], pk_samples=pk[1])
     ordinary = RandomArrays(images, pin_memory=device.type == "cuda", **options)
     ordinary.setup("fit")
     loader = ordinary.train_dataloader()
@@ -189,16 +201,16 @@ def device_path_run(
     resident = RandomArrays(images, device_data=True, **options)
     resident.setup("fit")
     start = time.perf_counter()
-    pixels, labels = resident.device_tensors(resident.train_set)
-    pixels, labels = pixels.to(device), labels.to(device)
+    pixels, labels = resident.device_tensors(resident.train_set, device)
     _sync(device)
     setup = time.perf_counter() - start
     on_device = DeviceBatchLoader(
         pixels,
         labels,
-        batch_size=batch_size,
+        batch_size=resident.batch_size,
         shuffle=True,
         seed=resident.seed,
+        pk=pk,
         **resident.device_batch_options(train=True),
     )
     device_rates = []
@@ -217,11 +229,17 @@ def device_path_run(
     }
 
 
-def device_path_table(figures: dict, epochs: int) -> str:
-    """The device-path figures as a text table with the ratio of the warm epochs."""
+def warm_rates(figures: dict, epochs: int) -> tuple[float, float]:
+    """Mean images/s of the ordinary and the device path over the warm epochs (2+)."""
     warm = slice(1, None) if epochs > 1 else slice(None)
     ordinary = sum(figures["ordinary"][warm]) / len(figures["ordinary"][warm])
     device = sum(figures["device"][warm]) / len(figures["device"][warm])
+    return ordinary, device
+
+
+def device_path_table(figures: dict, epochs: int) -> str:
+    """The device-path figures as a text table with the ratio of the warm epochs."""
+    ordinary, device = warm_rates(figures, epochs)
     which = "epochs 2+" if epochs > 1 else "epoch 1"
     rows = [
         f"{'loader':<34}{'one-off setup':>14}{'epoch 1':>12}{which:>12}",
@@ -233,6 +251,26 @@ def device_path_table(figures: dict, epochs: int) -> str:
         f"ratio (d) / (c), {which}: {device / ordinary:.1f}x",
     ]
     return "\n".join(rows)
+
+
+def record_device_path(
+    figures: dict,
+    epochs: int,
+    device: torch.device,
+    pk: tuple[int, int] | None,
+    argv: Sequence[str] | None,
+) -> None:
+    """Append the warm images/s of both paths to ``results/benchmarks.csv``."""
+    from lab.results import record_benchmark
+
+    given = sys.argv[1:] if argv is None else list(argv)
+    command = " ".join(["lab bench dataloader", *given])
+    if f"--device {device.type}" not in command:
+        command += f" --device {device.type}"
+    kind = "pk" if pk else "plain"
+    ordinary, resident = warm_rates(figures, epochs)
+    record_benchmark(f"dataloader-{kind}-ordinary", round(ordinary), "images/s", command)
+    record_benchmark(f"dataloader-{kind}-device", round(resident), "images/s", command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -253,18 +291,35 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--device", default=None, help="for --device-path: default cuda if there is one, else cpu"
     )
+    parser.add_argument(
+        "--pk",
+        type=int,
+        nargs=2,
+        metavar=("P", "K"),
+        default=None,
+        help="for --device-path: P x K training batches on both paths (batch size P * K)",
+    )
+    parser.add_argument(
+        "--record", action="store_true", help="append the figures to results/benchmarks.csv"
+    )
     args = parser.parse_args(argv)
     if args.device_path:
         default = "cuda" if torch.cuda.is_available() else "cpu"
         device = torch.device(args.device or default)
-        figures = device_path_run(args.images, args.epochs, args.workers, args.batch_size, device)
+        pk = tuple(args.pk) if args.pk else None
+        figures = device_path_run(
+            args.images, args.epochs, args.workers, args.batch_size, device, pk
+        )
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        batches = f"P x K = {pk[0]} x {pk[1]}" if pk else f"batch {args.batch_size}"
         print(
             f"{figures['train_images']:,} train images (32x32 uint8, flip + pad-4 crop + "
-            f"normalise), batch {args.batch_size}, {args.workers} workers, device {name}, "
+            f"normalise), {batches}, {args.workers} workers, device {name}, "
             f"{os.cpu_count()} CPUs, torch {torch.__version__}"
         )
         print(device_path_table(figures, args.epochs))
+        if args.record:
+            record_device_path(figures, args.epochs, device, pk, argv)
         return
     base = args.dir or data_root() / "bench"
     base.mkdir(parents=True, exist_ok=True)

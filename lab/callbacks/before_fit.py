@@ -18,6 +18,7 @@ Two ways to judge a pretrained backbone before training:
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal
 
 import lightning as L
@@ -34,15 +35,38 @@ from lab.callbacks.figures import run_dir as run_folder
 from lab.errors import LabError
 
 
-def _embed(pl_module: L.LightningModule, loader, logits: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Features (or logits) and targets of every batch of ``loader``, in eval mode."""
-    outputs, targets = [], []
+def _prepare(pl_module: L.LightningModule, x: torch.Tensor) -> torch.Tensor:
+    """A batch in the memory format the task's backbone uses (channels-last when the
+    task keeps its weights so: its own ``prepare``, else its ``channels_last`` flag)."""
+    prepare = getattr(pl_module, "prepare", None)
+    if callable(prepare):
+        return prepare(x)
+    if getattr(pl_module, "channels_last", False) and x.ndim == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _embed(
+    pl_module: L.LightningModule, loader, logits: bool, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features (or logits) and targets of the batches of ``loader``, in eval mode, under
+    the run's precision (its autocast) and the backbone's memory format; only the first
+    ``limit`` items (the loader stops being read once it has given them)."""
+    outputs, targets, count = [], [], 0
+    trainer = pl_module._trainer  # None outside a Trainer (then full precision)
+    plugin = trainer.precision_plugin if trainer is not None else None
     for x, y in loader:
-        x = x.to(pl_module.device)
-        features = pl_module.features(x)
-        out = pl_module.logits(features) if logits else features
+        if limit is not None:
+            x, y = x[: limit - count], y[: limit - count]
+        x = _prepare(pl_module, x.to(pl_module.device))
+        with plugin.forward_context() if plugin is not None else contextlib.nullcontext():
+            features = pl_module.features(x)
+            out = pl_module.logits(features) if logits else features
         outputs.append(out.float().cpu())
         targets.append(torch.as_tensor(y).cpu())
+        count += len(x)
+        if limit is not None and count >= limit:
+            break  # the rest of the loader is never read
     return torch.cat(outputs).numpy(), torch.cat(targets).numpy()
 
 
@@ -98,10 +122,8 @@ class BeforeFitEvaluation(L.Callback):
         linear probe, logits for ``as_is``."""
         if self.probe == "as_is":
             return _embed(pl_module, datamodule.test_dataloader(), logits=True)
-        train_x, train_y = _embed(pl_module, datamodule.reference_dataloader(), logits=False)
-        if self.max_train_samples is not None:
-            train_x = train_x[: self.max_train_samples]
-            train_y = train_y[: self.max_train_samples]
+        reference = datamodule.reference_dataloader()
+        train_x, train_y = _embed(pl_module, reference, logits=False, limit=self.max_train_samples)
         test_x, test_y = _embed(pl_module, datamodule.test_dataloader(), logits=False)
         probe = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=1000))
         probe.fit(train_x, train_y)

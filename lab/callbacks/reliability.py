@@ -10,7 +10,10 @@
 - :class:`DivergenceGuard`: a non-finite loss (or gradient) stops the run with a
   :class:`NonFiniteLossError` naming the step and the last finite values, and nothing is
   saved over the last good checkpoint; or, with ``action="skip"``, that optimizer step is
-  dropped (its gradients discarded) and counted in ``train/skipped_steps``.
+  dropped (its gradients discarded) and counted in ``train/skipped_steps``. With ``stop``
+  the loss is checked on the device and looked at only every ``check_every_n_steps``
+  steps (and before every checkpoint and validation), so a training step does not wait
+  for the GPU; ``skip`` must decide at every step, so it looks every step.
 """
 
 from __future__ import annotations
@@ -104,16 +107,23 @@ class DivergenceGuard(L.Callback):
 
     Args:
         action: ``stop`` raises :class:`NonFiniteLossError` (printed by ``lab`` as one line:
-            the epoch, step and batch, the bad value, the last finite loss and its step,
-            and which checkpoint is intact); ``skip`` discards that step's gradients so the
-            optimizer leaves the weights as they are, logs ``train/skipped_steps`` and
-            carries on.
+            the epoch, step and batch of the first non-finite loss (unscaled under
+            ``16-mixed``), the step of the check that found it, the last finite loss and
+            its step, and which checkpoint is intact); ``skip`` discards that step's
+            gradients so the optimizer leaves the weights as they are, logs
+            ``train/skipped_steps`` and carries on.
         max_skips: with ``skip``, stop anyway after this many consecutive skipped steps.
         check_gradients: also check the gradients' norm before each optimizer step (a
             finite loss can still give infinite gradients). It reads every gradient once
             a step, so by default only ``skip`` does it (a step must not reach the weights);
             with ``stop``, non-finite weights show as a non-finite loss one step later,
             before anything is saved.
+        check_every_n_steps: with ``stop``, how often the host looks at the loss: every
+            step's loss is tested on the device (no host sync), and the result is read
+            (under DDP: reduced over the processes) every this many optimizer steps, at
+            the end of every epoch, before validation and before any checkpoint is
+            saved. A run that diverges stops at the next of these points; what it
+            reports is the first non-finite step. 1 looks every step.
     """
 
     def __init__(
@@ -121,18 +131,25 @@ class DivergenceGuard(L.Callback):
         action: Literal["stop", "skip"] = "stop",
         max_skips: int = 10,
         check_gradients: bool | None = None,
+        check_every_n_steps: int = 50,
     ) -> None:
         if action not in ("stop", "skip"):
             raise LabError(f"divergence.action must be 'stop' or 'skip', got {action!r}")
         if max_skips < 1:
             raise LabError(f"divergence.max_skips must be at least 1, got {max_skips}")
+        if check_every_n_steps < 1:
+            raise LabError(
+                f"divergence.check_every_n_steps must be at least 1, got {check_every_n_steps}"
+            )
         self.action = action
         self.max_skips = max_skips
         self.check_gradients = action == "skip" if check_gradients is None else check_gradients
+        self.check_every_n_steps = check_every_n_steps
         self.last_finite: tuple[int, float] | None = None  # (step, loss)
         self.skipped = 0
         self._consecutive = 0
         self._bad: str | None = None
+        self._pending = LossWindow()
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
@@ -147,12 +164,48 @@ class DivergenceGuard(L.Callback):
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
     ) -> None:
-        value = float(loss.detach().float())
-        here = not math.isfinite(value)
+        value = unscaled(trainer, loss)
+        where = (trainer.current_epoch, trainer.global_step, self._batch_idx)
+        if self.action == "stop":  # on the device; looked at in check()
+            self._pending.add(value, where)
+            return
+        number = float(value)
+        here = not math.isfinite(number)
         if _any_process(trainer, here):
-            self._diverged(trainer, f"loss {value}" if here else "loss on another process")
+            self._diverged(trainer, f"loss {number}" if here else "loss on another process")
         else:
-            self.last_finite = (trainer.global_step, value)
+            self.last_finite = (trainer.global_step, number)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, idx: int
+    ) -> None:
+        step = trainer.global_step
+        if step % self.check_every_n_steps == 0 and step != getattr(self, "_checked", None):
+            self._checked = step  # once per optimizer step (gradient accumulation)
+            self.check(trainer)
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self.check(trainer)  # raising here keeps a diverged state out of every checkpoint
+
+    def check(self, trainer: L.Trainer) -> None:
+        """Read the losses tested on the device since the last check (one host sync) and
+        stop on the first non-finite one (on any process under DDP)."""
+        found = self._pending.read()
+        if found is None:
+            return
+        first_bad, last_good = found
+        if last_good is not None:
+            self.last_finite = last_good
+        here = first_bad is not None
+        if _any_process(trainer, here):
+            if here:
+                value, (epoch, step, batch_idx) = first_bad
+                what, where = f"loss {value}", (epoch, step, batch_idx)
+            else:
+                what, where = "loss on another process", None
+            self._diverged(trainer, what, where, found_at=trainer.global_step)
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
@@ -195,12 +248,23 @@ class DivergenceGuard(L.Callback):
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == "fit":
+            self.check(trainer)
             self._check_weights(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
         self._check_weights(trainer, pl_module)
 
-    def _diverged(self, trainer: L.Trainer, what: str) -> None:
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def _diverged(
+        self,
+        trainer: L.Trainer,
+        what: str,
+        where: tuple[int, int, int] | None = None,
+        found_at: int | None = None,
+    ) -> None:
         self._bad = what
         if self.action == "skip" and self._consecutive < self.max_skips:
             rank_zero_warn(
@@ -215,10 +279,87 @@ class DivergenceGuard(L.Callback):
         )
         checkpoint = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none yet"
         skipped = f" after {self._consecutive} skipped steps" if self.action == "skip" else ""
+        epoch, step, batch_idx = where or (
+            trainer.current_epoch,
+            trainer.global_step,
+            getattr(self, "_batch_idx", -1),
+        )
+        if found_at is not None and found_at != step:
+            skipped += f" (found by the check at step {found_at})"
         raise NonFiniteLossError(
-            f"training diverged: non-finite {what} at epoch {trainer.current_epoch}, step "
-            f"{trainer.global_step} (batch {self._batch_idx}){skipped}; {last}. The last "
+            f"training diverged: non-finite {what} at epoch {epoch}, step "
+            f"{step} (batch {batch_idx}){skipped}; {last}. The last "
             f"checkpoint ({checkpoint}) is kept as it was: lower the learning rate, add "
             "gradient clipping (--trainer.gradient_clip_val) or --divergence.action=skip, "
             "and resume with --ckpt_path last"
         )
+
+
+def unscaled(trainer: L.Trainer, loss: torch.Tensor) -> torch.Tensor:
+    """The loss as the task computed it, detached, fp32, on its device: under ``16-mixed``
+    Lightning hands ``on_before_backward`` the loss times the gradient scaler's scale,
+    which is divided out here on the device (``GradScaler.get_scale`` would sync)."""
+    value = loss.detach().float()
+    scaler = getattr(trainer.precision_plugin, "scaler", None)
+    scale = getattr(scaler, "_scale", None)
+    if isinstance(scale, torch.Tensor):
+        value = value / scale.to(value.device).float().reshape(())
+    elif scaler is not None and hasattr(scaler, "get_scale"):
+        value = value / scaler.get_scale()
+    return value
+
+
+class LossWindow:
+    """The losses since the last check, tested on the device: the first non-finite one
+    and the last finite one before it, as device tensors, with the host's ``(epoch, step,
+    batch)`` of each loss in a list (plain ints, no sync). ``read`` syncs once."""
+
+    def __init__(self) -> None:
+        self.where: list[tuple[int, int, int]] = []
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def add(self, value: torch.Tensor, where: tuple[int, int, int]) -> None:
+        """Record one loss (a 0-d fp32 tensor) without looking at it."""
+        if self.state is None:
+            device = value.device
+            self.state = {
+                "count": torch.zeros((), dtype=torch.int64, device=device),
+                "bad_at": torch.full((), -1, dtype=torch.int64, device=device),
+                "bad": torch.zeros((), device=device),
+                "good_at": torch.full((), -1, dtype=torch.int64, device=device),
+                "good": torch.zeros((), device=device),
+            }
+        state = self.state
+        value = value.reshape(())
+        finite = torch.isfinite(value)
+        clean = state["bad_at"] < 0  # nothing bad before this loss
+        first = clean & ~finite
+        state["bad_at"] = torch.where(first, state["count"], state["bad_at"])
+        state["bad"] = torch.where(first, value, state["bad"])
+        good = clean & finite
+        state["good_at"] = torch.where(good, state["count"], state["good_at"])
+        state["good"] = torch.where(good, value, state["good"])
+        state["count"] += 1
+        self.where.append(where)
+
+    def read(
+        self,
+    ) -> tuple[tuple[float, tuple[int, int, int]] | None, tuple[int, float] | None] | None:
+        """``(first bad (value, where) or None, last good (step, value) or None)`` of the
+        losses since the last read, and start a new window; None when there were none."""
+        if self.state is None or not self.where:
+            return None
+        state, where = self.state, self.where
+        numbers = torch.stack(
+            [
+                state["bad_at"].double(),
+                state["bad"].double(),
+                state["good_at"].double(),
+                state["good"].double(),
+            ]
+        ).tolist()  # the one sync
+        self.state, self.where = None, []
+        bad_at, bad, good_at, good = numbers
+        first_bad = (bad, where[int(bad_at)]) if bad_at >= 0 else None
+        last_good = (where[int(good_at)][1], good) if good_at >= 0 else None
+        return first_bad, last_good

@@ -94,7 +94,9 @@ class LabDataModule(L.LightningDataModule):
             DataLoader); ``num_workers`` and ``pin_memory`` are then unused. Under DDP the
             loaders shard themselves like Lightning's DistributedSampler (nothing to set;
             with ``--trainer.use_distributed_sampler=false`` they do not shard, as
-            DataLoaders would not be).
+            DataLoaders would not be). With ``pk_classes`` the training loader gives the
+            same P x K batches as the DataLoader path, sharded under DDP whatever
+            ``use_distributed_sampler`` says (as ``PKBatchSampler`` is).
     """
 
     num_classes: int
@@ -113,11 +115,6 @@ class LabDataModule(L.LightningDataModule):
         device_data: bool = False,
     ) -> None:
         super().__init__()
-        if device_data and pk_classes is not None:
-            raise LabError(
-                "data.device_data does not do P x K batches (pk_classes, pk_samples): "
-                "unset one or the other"
-            )
         if (pk_classes is None) != (pk_samples is None):
             raise LabError("set both data.pk_classes and data.pk_samples, or neither")
         if pk_classes is not None and not shuffle:
@@ -180,14 +177,18 @@ class LabDataModule(L.LightningDataModule):
         """What identifies the images of ``dataset`` (equal keys share one device copy)."""
         return (id(dataset),)
 
-    def device_tensors(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(images (N, C, H, W), labels (N,))`` of a split, on the CPU, ready to batch.
+    def device_tensors(
+        self, dataset: Dataset, device: torch.device | str = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images (N, C, H, W), labels (N,))`` of a split, on ``device``, ready to batch.
 
-        Here the tensors of a ``TensorDataset`` (already normalised floats);
-        ``ImageDataModule`` gives uint8 images, channel-converted and resized.
+        Here the tensors of a ``TensorDataset`` (already normalised floats; on the CPU
+        the very same tensors, no copy); ``ImageDataModule`` gives uint8 images,
+        channel-converted and resized, written chunk by chunk into one tensor on the
+        device (no second full-size copy in host memory).
         """
         if isinstance(dataset, TensorDataset):
-            return dataset.tensors[0], dataset.tensors[1]
+            return dataset.tensors[0].to(device), dataset.tensors[1].to(device)
         raise TypeError(f"data.device_data cannot hold a {type(dataset).__name__} on the device")
 
     def device_batch_options(self, train: bool) -> dict:
@@ -220,10 +221,15 @@ class LabDataModule(L.LightningDataModule):
         device = self._device()
         key = (*self.device_key(dataset), str(device))
         if key not in self._on_device:
-            images, labels = self.device_tensors(dataset)
-            self._on_device[key] = (dataset, images.to(device), labels.to(device))
+            images, labels = self.device_tensors(dataset, device)
+            self._on_device[key] = (dataset, images, labels)
         _, images, labels = self._on_device[key]
-        rank, world_size = self._shard(stages)
+        pk = None
+        if train and self.pk_classes is not None:
+            pk = (self.pk_classes, self.pk_samples)
+            rank, world_size = self._pk_shard()
+        else:
+            rank, world_size = self._shard(stages)
         return DeviceBatchLoader(
             images,
             labels,
@@ -232,8 +238,17 @@ class LabDataModule(L.LightningDataModule):
             seed=self.seed,
             rank=rank,
             world_size=world_size,
+            pk=pk,
             **self.device_batch_options(train),
         )
+
+    def _pk_shard(self) -> tuple[int, int]:
+        """``(rank, world_size)`` of the P x K batches: every process of a distributed run
+        takes its own share of one epoch's batches (``PKBatchSampler``)."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
 
     def _pk_loader(self) -> DataLoader:
         if self.train_set is None:

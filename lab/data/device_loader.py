@@ -12,6 +12,11 @@ epoch, padding, interleaved shards), so one process sees the same order as a
 ``DistributedSampler(num_replicas=1)`` would give, and processes of a distributed run get
 disjoint, equal-sized shares. Lightning calls ``loader.sampler.set_epoch`` every epoch,
 as it does for a DataLoader's sampler.
+
+With ``pk=(P, K)`` the training batches are P x K batches instead: the index lists of
+``lab.data.samplers.PKBatchSampler`` (drawn on the host, one small int64 tensor per epoch
+sent to the device), so the classes and counts of every batch are exactly those of the
+DataLoader path with the same seed, and its shards under distributed training too.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+from lab.data.samplers import PKBatchSampler
 from lab.errors import LabError
 
 Stats = tuple[Sequence[float], Sequence[float]]
@@ -145,6 +151,9 @@ class DeviceBatchLoader:
         hflip: probability of a horizontal flip of each image.
         stats: ``(mean, std)`` to normalise with after scaling uint8 to [0, 1]; None: none.
         rank, world_size: this process's share of a distributed run.
+        pk: ``(P, K)``: yield P x K batches of ``PKBatchSampler`` (seeded with ``seed``;
+            ``batch_size`` and ``shuffle`` are then unused) instead of slices of a
+            permutation.
     """
 
     # Lightning reads ``sampler`` (to call ``set_epoch``) and then ``batch_sampler`` of a
@@ -167,6 +176,7 @@ class DeviceBatchLoader:
         stats: Stats | None = None,
         rank: int = 0,
         world_size: int = 1,
+        pk: tuple[int, int] | None = None,
     ) -> None:
         if images.ndim != 4 or len(images) != len(labels):
             raise ValueError(
@@ -184,15 +194,26 @@ class DeviceBatchLoader:
         self.batch_size = batch_size
         self.crop_padding, self.hflip, self.stats = crop_padding, hflip, stats
         self.seed, self.rank = seed, rank
-        self.sampler = EpochOrder(
-            len(images), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size
-        )
+        self.pk = pk
+        self.sampler: EpochOrder | PKBatchSampler
+        if pk is not None:
+            host_labels = labels.cpu().numpy()  # once, at construction
+            self.sampler = PKBatchSampler(
+                host_labels, *pk, seed=seed, rank=rank, world_size=world_size
+            )
+            self.batch_size = pk[0] * pk[1]
+        else:
+            self.sampler = EpochOrder(
+                len(images), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size
+            )
 
     @property
     def device(self) -> torch.device:
         return self.images.device
 
     def __len__(self) -> int:
+        if self.pk is not None:
+            return len(self.sampler)  # batches
         return math.ceil(len(self.sampler) / self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
@@ -212,11 +233,20 @@ class DeviceBatchLoader:
             return images
         return crop_flip(images, self.crop_padding, offsets, flip)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self) -> torch.Tensor | list[torch.Tensor]:
+        """This epoch's batches of item indices, on the device (one host-to-device copy)."""
+        if isinstance(self.sampler, PKBatchSampler):
+            rows = list(self.sampler)
+            width = self.batch_size
+            table = torch.as_tensor(np.asarray(rows, dtype=np.int64).reshape(len(rows), width))
+            return table.to(self.device)
         order = self.sampler.indices().to(self.device)
+        return list(order.split(self.batch_size))
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        batches = self.batches()
         generator = torch.Generator(device=self.device)
         generator.manual_seed(augmentation_seed(self.seed, self.sampler.epoch, self.rank))
-        for start in range(0, len(order), self.batch_size):
-            chosen = order[start : start + self.batch_size]
+        for chosen in batches:
             images = self.augment(self.images.index_select(0, chosen), generator)
             yield to_float(images, self.stats), self.labels.index_select(0, chosen)

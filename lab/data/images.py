@@ -109,7 +109,7 @@ class ImageDataModule(LabDataModule):
             size is then their product.
         device_data: keep the splits on the training device as uint8 tensors (channels
             and size converted once) and crop, flip and normalise whole batches there
-            (``lab.data.device_loader``); not with ``rotation`` or P x K batches.
+            (``lab.data.device_loader``), P x K batches included; not with ``rotation``.
         batch_size, eval_batch_size, num_workers, seed, pin_memory, shuffle: see
             ``LabDataModule`` (passed on to it).
     """
@@ -166,24 +166,35 @@ class ImageDataModule(LabDataModule):
         indices = np.ascontiguousarray(dataset.indices, dtype=np.int64)
         return (id(dataset.images), hashlib.sha1(indices.tobytes()).hexdigest())
 
-    def device_tensors(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-        """The split's uint8 images as ``(N, C, H, W)``, through the deterministic head of
-        the eval transform (channels, resize), in chunks; and its labels."""
+    def device_tensors(
+        self, dataset: Dataset, device: torch.device | str = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The split's uint8 images as ``(N, C, H, W)`` on ``device``, through the
+        deterministic head of the eval transform (channels, resize); and its labels.
+
+        The images go through in chunks of 4096 into one tensor allocated on ``device``
+        up front, so the host holds the stored array plus one chunk, never a second
+        full-size copy of the split.
+        """
         head = []
         for op in self.eval_transform.transforms:
             if isinstance(op, v2.ToDtype):
                 break
             head.append(op)
         prepare = v2.Compose(head)
-        chunks = []
-        for start in range(0, len(dataset), 4096):  # bounded memory for the large splits
+        out = None
+        for start in range(0, len(dataset), 4096):
             rows = dataset.indices[start : start + 4096]
             images = torch.from_numpy(np.ascontiguousarray(dataset.images[rows]))
-            chunks.append(prepare(images.permute(0, 3, 1, 2)).contiguous())
-        if not chunks:
+            chunk = prepare(images.permute(0, 3, 1, 2))
+            if out is None:  # the shape after the transform's head, known from chunk one
+                out = torch.empty(len(dataset), *chunk.shape[1:], dtype=torch.uint8, device=device)
+            out[start : start + len(rows)] = chunk
+        if out is None:
             size = self.image_size or dataset.images.shape[1]
-            chunks.append(torch.zeros(0, self.channels, size, size, dtype=torch.uint8))
-        return torch.cat(chunks), torch.from_numpy(dataset.targets)
+            out = torch.zeros(0, self.channels, size, size, dtype=torch.uint8, device=device)
+        labels = torch.from_numpy(np.ascontiguousarray(dataset.targets)).to(device)
+        return out, labels
 
     def device_batch_options(self, train: bool) -> dict:
         if not train:
