@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lab.plots import closing_figure, pyplot, save_figure_atomically
 from lab.runs import atomic_write_text
 
 # -- tables and figure ---------------------------------------------------------------------
@@ -50,12 +51,7 @@ def write_tables(table: pd.DataFrame, out_dir: Path) -> None:
 def plot_svm(table: pd.DataFrame, path: Path, chance: float | None = None) -> None:
     """Grouped bars of test accuracy: a panel per layer, a group per scaler (and grid
     values), a bar per kernel; the best setting by val outlined, chance dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib import pyplot as plt
-
-    from lab.callbacks.figures import save_figure_atomically
+    plt = pyplot()
 
     fixed = {"layer", "kernel", "scaler"}
     params = [c for c in table.columns if c not in fixed and c != "n_train"]
@@ -76,7 +72,7 @@ def plot_svm(table: pd.DataFrame, path: Path, chance: float | None = None) -> No
         squeeze=False,
         dpi=100,
     )
-    try:
+    with closing_figure(figure):
         from matplotlib.patches import Patch
 
         colors = plt.get_cmap("tab10")
@@ -119,5 +115,3 @@ def plot_svm(table: pd.DataFrame, path: Path, chance: float | None = None) -> No
         )
         figure.tight_layout()
         save_figure_atomically(figure, path)
-    finally:
-        plt.close(figure)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from lab.plots import closing_figure, pyplot, save_figure_atomically
 from lab.runs import atomic_write_text
 
 # Curves of every setting on one figure: metrics over optimizer steps, then per epoch.
@@ -66,14 +67,11 @@ def plot_curves(table: pd.DataFrame, path: Path, smooth_points: int = 50) -> boo
     metrics = [m for m in (*STEP_CURVES, *EPOCH_CURVES) if m in set(table["metric"])]
     if table.empty or not metrics:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib import pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from lab.callbacks.figures import save_figure_atomically
     from lab.report import _log_scale_if_wide
+
+    plt = pyplot()
 
     settings = list(dict.fromkeys(table["setting"]))
     colours = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(settings)}
@@ -127,10 +125,8 @@ def plot_curves(table: pd.DataFrame, path: Path, smooth_points: int = 50) -> boo
             entries.setdefault(label, handle)
     figure.legend(entries.values(), entries.keys(), loc="lower center", ncol=columns, fontsize=8)
     figure.tight_layout(rect=(0, (0.1 + 0.25 * legend_rows) / height, 1, 1))
-    try:
+    with closing_figure(figure):
         save_figure_atomically(figure, path)
-    finally:
-        plt.close(figure)
     return True
 
 

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lab.plots import closing_figure, pyplot, save_figure_atomically
+
 
 def aggregate_seeds(
     runs: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str], rank_by: str
@@ -72,12 +74,7 @@ def plot_sweep(table: pd.DataFrame, keys: list[str], metrics: list[str], path: P
     metrics = [m for m in metrics if m in table and table[m].notna().any()]
     if table.empty or not metrics or keys[0] not in table:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib import pyplot as plt
-
-    from lab.callbacks.figures import save_figure_atomically
+    plt = pyplot()
 
     x_key, others = keys[0], [k for k in keys[1:] if k in table]
     numeric = pd.api.types.is_numeric_dtype(table[x_key])
@@ -109,10 +106,8 @@ def plot_sweep(table: pd.DataFrame, keys: list[str], metrics: list[str], path: P
             axis.legend(fontsize=8)
     figure.suptitle(f"sweep over {', '.join(keys)}")
     figure.tight_layout()
-    try:
+    with closing_figure(figure):
         save_figure_atomically(figure, path)
-    finally:
-        plt.close(figure)
     return True
 
 

@@ -279,10 +279,11 @@ def worker(rank: int, port: int, out: str) -> None:
 
     import lab.callbacks.evaluation as evaluation
     import lab.callbacks.tsne as tsne
+    import lab.plots as plots
 
     for module in (evaluation, tsne):
         module.atomic_write_text = recording(module.atomic_write_text)
-        module.save_figure_atomically = recording(module.save_figure_atomically)
+    plots.save_figure_atomically = recording(plots.save_figure_atomically)
     try:
         results = {
             "triplet": triplet_on_ranks(rank),

@@ -17,9 +17,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
-from lab.callbacks.figures import figure_writer, save_figure_atomically
+from lab.callbacks.figures import figure_writer
 from lab.callbacks.figures import run_dir as run_folder
 from lab.errors import LabError
+from lab.plots import closing_figure, publish_figure, pyplot
 
 
 def _first_tensor(value: Any) -> torch.Tensor | None:
@@ -64,11 +65,7 @@ def plot_activations(
     """A grid with one row per image: the input image (rescaled to [0, 1]; RGB if it has
     3 channels, else its first channel in grey), then the first ``max_channels`` feature
     maps of ``activation`` (see :func:`as_maps`), each rescaled to its own min/max."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib import pyplot as plt
-
+    plt = pyplot()
     maps = as_maps(activation.detach().float().cpu())
     images = images.detach().float().cpu()
     rows = min(len(images), len(maps))
@@ -291,8 +288,6 @@ class ActivationMaps(L.Callback):
     ) -> None:
         if images is None or not trainer.is_global_zero:
             return
-        from matplotlib import pyplot as plt
-
         found = self.activations(trainer, pl_module, images)
         run_dir = run_folder(trainer)
         writer = figure_writer(trainer)
@@ -307,18 +302,13 @@ class ActivationMaps(L.Callback):
                 )
                 continue
             figure = plot_activations(images, found[layer], layer, self.max_channels)
-            try:
-                if run_dir is not None:
-                    run_dir.mkdir(parents=True, exist_ok=True)
-                    save_figure_atomically(figure, run_dir / f"activations_{layer}.png")
-                if writer is not None:
-                    writer.add_figure(
-                        f"{self.stage}/activations/{layer}",
-                        figure,
-                        global_step=trainer.global_step,
-                        close=False,
-                    )
-            finally:
-                plt.close(figure)
+            with closing_figure(figure):
+                publish_figure(
+                    figure,
+                    run_dir / f"activations_{layer}.png" if run_dir is not None else None,
+                    writer,
+                    f"{self.stage}/activations/{layer}",
+                    trainer.global_step,
+                )
         if run_dir is not None:
             rank_zero_info(f"activation maps of {len(self.layers)} layer(s) in {run_dir}")

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from lab.callbacks.evaluation_figures import _pyplot, plot_confusion, plot_per_class, plot_roc
+from lab.callbacks.evaluation_figures import plot_confusion, plot_per_class, plot_roc
 from lab.callbacks.evaluation_tables import (
     INDEX_NAME,
     auc_table,
@@ -35,10 +35,11 @@ from lab.callbacks.evaluation_tables import (
     per_class_table,
     roc_table,
 )
-from lab.callbacks.figures import figure_writer, save_figure_atomically, task_class_names
+from lab.callbacks.figures import figure_writer, task_class_names
 from lab.callbacks.figures import run_dir as run_folder
 from lab.distributed import gather_split
 from lab.errors import LabError
+from lab.plots import publish_figure, pyplot
 from lab.predictions import (
     INTERVALS_FILE,
     PREDICTIONS_FILE,
@@ -102,7 +103,7 @@ def write_evaluation(
     """
     outputs: list[tuple[str, dict[str, str], Any]] = []  # (name, CSVs, figure)
     auc = None
-    plt = _pyplot()
+    plt = pyplot()
     try:
         if confusion_matrix:
             table = confusion_table(scores, targets, class_names, softmax=softmax)
@@ -125,11 +126,8 @@ def write_evaluation(
                 out_dir.mkdir(parents=True, exist_ok=True)
                 for file_name, text in csvs.items():
                     atomic_write_text(out_dir / file_name, text)
-                save_figure_atomically(figure, out_dir / f"{name}.png")
-            if writer is not None:
-                writer.add_figure(
-                    f"{tag_prefix}/{name}", figure, global_step=global_step, close=False
-                )
+            png = out_dir / f"{name}.png" if out_dir is not None else None
+            publish_figure(figure, png, writer, f"{tag_prefix}/{name}", global_step)
     finally:
         for *_, figure in outputs:
             plt.close(figure)

@@ -8,20 +8,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lab.plots import pyplot
+
 _ANNOTATE_MAX = 20  # annotate cells / show a legend up to this many classes
 _TICKS_MAX = 50  # name the classes on the axes up to this many classes
 
 
 # -- drawing -------------------------------------------------------------------------------
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib import pyplot as plt
-
-    return plt
 
 
 def _name_ticks(axes: Any, names: list[str], x: bool = True, y: bool = True) -> None:
@@ -40,7 +33,7 @@ def plot_confusion(table: pd.DataFrame, normalize: bool = True):
     samples stays at 0). Values are written in the cells for up to 20 classes."""
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    plt = _pyplot()
+    plt = pyplot()
     counts = table.to_numpy()
     names = [str(n) for n in table.columns]
     n = len(names)
@@ -76,7 +69,7 @@ def plot_confusion(table: pd.DataFrame, normalize: bool = True):
 def plot_per_class(table: pd.DataFrame):
     """A bar chart of a :func:`per_class_table` with a dashed line at the overall accuracy
     (all correct predictions over all samples)."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(table)
     figure, axes = plt.subplots(figsize=(float(np.clip(0.3 * n + 3, 6, 16)), 4.5), dpi=100)
     axes.bar(np.arange(n), table["accuracy"].fillna(0.0), color="tab:blue")
@@ -101,7 +94,7 @@ def plot_per_class(table: pd.DataFrame):
 def plot_roc(roc: pd.DataFrame, auc: pd.DataFrame):
     """One-vs-rest ROC curves of a :func:`roc_table`, one per class with its AUC (from an
     :func:`auc_table`) in the legend (left out beyond 20 classes), and the chance line."""
-    plt = _pyplot()
+    plt = pyplot()
     per_class = auc[auc["class"] >= 0].set_index("class")["auc"]
     macro = float(auc.loc[auc["class"] == -1, "auc"].iloc[0])
     curves = list(roc.groupby("class", sort=True))

@@ -1,26 +1,12 @@
-"""What every figure-making callback (and ``lab report``/``lab sweep``) shares: saving a
-PNG atomically, finding the logger that takes figures, and naming the classes."""
+"""What the figure-making callbacks ask of the trainer: the run folder, the logger that
+takes figures, and the class names (drawing and saving are :mod:`lab.plots`)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-
-
-def save_figure_atomically(figure: Any, path: Path) -> None:
-    """Save a matplotlib figure as PNG via a temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            figure.savefig(handle, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def run_dir(trainer: L.Trainer) -> Path | None:

@@ -22,10 +22,11 @@ import pandas as pd
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from lab.callbacks.figures import figure_writer, save_figure_atomically, task_class_names
+from lab.callbacks.figures import figure_writer, task_class_names
 from lab.callbacks.figures import run_dir as run_folder
 from lab.distributed import gather_split
 from lab.errors import LabError
+from lab.plots import closing_figure, publish_figure, pyplot
 from lab.runs import atomic_write_text
 
 
@@ -125,11 +126,7 @@ def plot_embedding(
 ):
     """A matplotlib figure of 2-D points coloured by class, with a legend of class names
     (beside the plot; for more than 20 classes the legend is left out)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib import pyplot as plt
-
+    plt = pyplot()
     classes = np.unique(labels)
     cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
     many = len(classes) > 20
@@ -285,26 +282,22 @@ class TSNEPlot(L.Callback):
         )
         figure = plot_embedding(coordinates, y_np, class_names, title=f"t-SNE of {stage} features")
         step = trainer.global_step
-        try:
+        with closing_figure(figure):
             run_dir = run_folder(trainer)
             if run_dir is not None:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 buffer = io.StringIO()
                 table.to_csv(buffer, index=False, float_format="%.5f")
                 atomic_write_text(run_dir / f"{name}.csv", buffer.getvalue())
-                save_figure_atomically(figure, run_dir / f"{name}.png")
-                rank_zero_info(f"t-SNE of {len(y_np)} {stage} features: {run_dir / name}.png")
             experiment = figure_writer(trainer)
-            if experiment is not None:
-                experiment.add_figure(f"{stage}/tsne", figure, global_step=step, close=False)
-                if self.projector and hasattr(experiment, "add_embedding"):
-                    experiment.add_embedding(
-                        torch.from_numpy(x_np),
-                        metadata=table["class_name"].tolist(),
-                        global_step=step,
-                        tag=f"{stage}_features",
-                    )
-        finally:
-            from matplotlib import pyplot as plt
-
-            plt.close(figure)
+            png = run_dir / f"{name}.png" if run_dir is not None else None
+            publish_figure(figure, png, experiment, f"{stage}/tsne", step)
+            if png is not None:
+                rank_zero_info(f"t-SNE of {len(y_np)} {stage} features: {png}")
+            if experiment is not None and self.projector and hasattr(experiment, "add_embedding"):
+                experiment.add_embedding(
+                    torch.from_numpy(x_np),
+                    metadata=table["class_name"].tolist(),
+                    global_step=step,
+                    tag=f"{stage}_features",
+                )

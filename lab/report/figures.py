@@ -13,6 +13,8 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from lab.plots import closing_figure, pyplot, save_figure_atomically
+
 # Figures a run folder may hold, shown side by side (``*`` patterns: one kind per file
 FIGURE_PATTERNS = (
     # before/: the test split before fine-tuning (lab.callbacks.BeforeFitEvaluation)
@@ -75,11 +77,9 @@ def _log_scale_if_wide(axes: Any) -> None:
 
 def plot_curves(curves: pd.DataFrame, title: str, path: Path) -> None:
     """A PNG with two panels: loss (train, val) and accuracy (train, val) against epoch."""
-    from lab.callbacks.figures import save_figure_atomically
-
-    plt = _pyplot()
+    plt = pyplot()
     figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=100)
-    try:
+    with closing_figure(figure):
         _plot_panel(loss_axes, curves, "loss")
         _plot_panel(acc_axes, curves, "acc")
         loss_axes.set_title("loss")
@@ -88,19 +88,15 @@ def plot_curves(curves: pd.DataFrame, title: str, path: Path) -> None:
         figure.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         save_figure_atomically(figure, path)
-    finally:
-        plt.close(figure)
 
 
 def plot_comparison(curves: dict[str, pd.DataFrame], path: Path) -> None:
     """A PNG with every run's ``val/acc`` and ``val/loss`` curves overlaid."""
     from matplotlib.ticker import MaxNLocator
 
-    from lab.callbacks.figures import save_figure_atomically
-
-    plt = _pyplot()
+    plt = pyplot()
     figure, panels = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
-    try:
+    with closing_figure(figure):
         for axes, column in zip(panels, ("val/acc", "val/loss"), strict=True):
             drawn = False
             for run_id, frame in curves.items():
@@ -120,17 +116,6 @@ def plot_comparison(curves: dict[str, pd.DataFrame], path: Path) -> None:
         figure.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         save_figure_atomically(figure, path)
-    finally:
-        plt.close(figure)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib import pyplot as plt
-
-    return plt
 
 
 def _epoch_of(path: Path) -> int:

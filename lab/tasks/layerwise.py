@@ -37,8 +37,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.nn import functional as F
 
-from lab.callbacks.figures import figure_writer, save_figure_atomically
+from lab.callbacks.figures import figure_writer
 from lab.errors import LabError
+from lab.plots import closing_figure, publish_figure, pyplot
 from lab.runs import atomic_write_text
 from lab.tasks.classifier import Classifier
 
@@ -300,10 +301,7 @@ class LayerwisePretrainedClassifier(Classifier):
 def write_pretrain_files(history: list[dict[str, Any]], run_dir: Path | None, trainer=None) -> None:
     """``pretrain_stages.csv`` and ``pretrain_loss.png`` in ``run_dir`` (if any), and the
     figure in TensorBoard (if the trainer has it)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib import pyplot as plt
+    plt = pyplot()
 
     table = pd.DataFrame(history).drop(columns="losses")
     figure, axes = plt.subplots(figsize=(7, 4.5), dpi=120)
@@ -317,16 +315,14 @@ def write_pretrain_files(history: list[dict[str, Any]], run_dir: Path | None, tr
     axes.set_title("Greedy layer-wise pretraining")
     axes.legend(fontsize=8)
     figure.tight_layout()
-    try:
+    with closing_figure(figure):
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
             buffer = io.StringIO()
             table.to_csv(buffer, index=False, float_format="%.6g")
             atomic_write_text(run_dir / STAGES_FILE, buffer.getvalue())
-            save_figure_atomically(figure, run_dir / LOSS_FIGURE)
-            rank_zero_info(f"pretraining: {run_dir / STAGES_FILE}, {run_dir / LOSS_FIGURE}")
         experiment = figure_writer(trainer) if trainer is not None else None
-        if experiment is not None:
-            experiment.add_figure("pretrain/loss", figure, global_step=0, close=False)
-    finally:
-        plt.close(figure)
+        png = run_dir / LOSS_FIGURE if run_dir is not None else None
+        publish_figure(figure, png, experiment, "pretrain/loss", 0)
+        if run_dir is not None:
+            rank_zero_info(f"pretraining: {run_dir / STAGES_FILE}, {png}")
