@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
+from lab.callbacks.batches import BatchEnd, BatchEndCallback
 from lab.callbacks.figures import figure_writer
 from lab.callbacks.figures import run_dir as run_folder
 from lab.errors import LabError
@@ -104,7 +105,7 @@ def plot_activations(
     return figure
 
 
-class ActivationMaps(L.Callback):
+class ActivationMaps(BatchEndCallback):
     """Draws the feature maps of ``layers`` for the first ``num_images`` images of a batch.
 
     With ``stage="test"`` the images are the first test batch's and the maps are drawn at
@@ -195,46 +196,20 @@ class ActivationMaps(L.Callback):
         if self.stage == "test":
             self._images = None
 
-    def on_test_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if self.stage == "test" and batch_idx == 0 and dataloader_idx == 0:
-            if self._images is None:
-                self._images = self._keep(batch)
-
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.stage == "fit":
             self._images = self._train_images = None
 
-    def on_validation_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if self.stage == "fit" and trainer.state.fn == "fit" and self._images is None:
-            if batch_idx == 0 and dataloader_idx == 0:
-                self._images = self._keep(batch)
-
-    def on_train_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        if self.stage == "fit" and self._train_images is None and batch_idx == 0:
-            self._train_images = self._keep(batch)
+    def on_batch(self, trainer: L.Trainer, end: BatchEnd) -> None:
+        if self.stage == "test" and end.stage == "test" and end.first:
+            if self._images is None:
+                self._images = self._keep(end.batch)
+        elif self.stage == "fit" and end.stage == "val" and trainer.state.fn == "fit":
+            if self._images is None and end.first:
+                self._images = self._keep(end.batch)
+        elif self.stage == "fit" and end.stage == "train":
+            if self._train_images is None and end.batch_idx == 0:
+                self._train_images = self._keep(end.batch)
 
     # -- drawing -------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from lab.callbacks.batches import BatchEnd, BatchEndCallback
 from lab.callbacks.figures import figure_writer, task_class_names
 from lab.callbacks.figures import run_dir as run_folder
 from lab.distributed import gather_split
@@ -149,7 +150,7 @@ def plot_embedding(
     return figure
 
 
-class TSNEPlot(L.Callback):
+class TSNEPlot(BatchEndCallback):
     """Embeds up to ``max_points`` test features in 2-D at the end of testing (and, with
     ``every_n_val_epochs`` > 0, the validation features every that many epochs).
 
@@ -209,16 +210,9 @@ class TSNEPlot(L.Callback):
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start()
 
-    def on_test_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._keep(outputs)
+    def on_batch(self, trainer: L.Trainer, end: BatchEnd) -> None:
+        if end.stage != "train":  # test, and validation epochs that are due
+            self._keep(end.outputs)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._finish(trainer, pl_module, "tsne", "test")
@@ -234,17 +228,6 @@ class TSNEPlot(L.Callback):
         self._collecting = False
         if self._val_due(trainer):
             self._start()
-
-    def on_validation_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._keep(outputs)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._collecting:
