@@ -167,6 +167,33 @@ def write_intervals(path: Path, table: pd.DataFrame) -> None:
     _write_csv(Path(path), table)
 
 
+def write_split_predictions(
+    folder: Path,
+    scores: torch.Tensor | np.ndarray,
+    targets: torch.Tensor | np.ndarray,
+    class_names: list[str],
+    softmax: bool = True,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Write a test split's ``predictions.csv`` and ``intervals.csv`` into ``folder`` and
+    return the intervals table; ``softmax``: the scores are logits (the AUC interval uses
+    their softmax), else they are taken as they are (an SVM's decision values)."""
+    table = predictions_table(scores, targets, class_names, softmax=softmax)
+    write_predictions(folder / PREDICTIONS_FILE, table)
+    if softmax:
+        scores = torch.as_tensor(scores).float().softmax(dim=1).numpy()
+    intervals = intervals_table(
+        table["target"].to_numpy(),
+        table["prediction"].to_numpy(),
+        scores,
+        n_resamples=n_resamples,
+        seed=seed,
+    )
+    write_intervals(folder / INTERVALS_FILE, intervals)
+    return intervals
+
+
 def read_intervals(run_dir: Path) -> dict[str, tuple[float, float, float]]:
     """``{metric: (value, low, high)}`` of a run's ``intervals.csv`` ({} without one)."""
     path = Path(run_dir) / INTERVALS_FILE

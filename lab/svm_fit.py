@@ -24,14 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from lab.callbacks.evaluation import write_evaluation
 from lab.errors import LabError
-from lab.predictions import (
-    INTERVALS_FILE,
-    PREDICTIONS_FILE,
-    intervals_table,
-    predictions_table,
-    write_intervals,
-    write_predictions,
-)
+from lab.predictions import write_split_predictions
 from lab.svm_tables import plot_svm, write_tables
 
 KERNELS = ("rbf", "linear", "poly", "sigmoid")
@@ -281,10 +274,5 @@ def write_setting_predictions(
 ) -> dict[str, tuple[float, float]]:
     """A setting's ``predictions.csv`` (its test split, scores = decision values) and
     ``intervals.csv`` in its folder; returns ``{metric: (low, high)}``."""
-    table = predictions_table(scores, targets, class_names, softmax=False)
-    write_predictions(folder / PREDICTIONS_FILE, table)
-    intervals = intervals_table(
-        table["target"].to_numpy(), table["prediction"].to_numpy(), scores, seed=seed
-    )
-    write_intervals(folder / INTERVALS_FILE, intervals)
+    intervals = write_split_predictions(folder, scores, targets, class_names, False, seed=seed)
     return {row.metric: (row.low, row.high) for row in intervals.itertuples()}

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from lab.callbacks.batches import BatchEnd, BatchEndCallback
 from lab.callbacks.evaluation_figures import plot_confusion, plot_per_class, plot_roc
 from lab.callbacks.evaluation_tables import (
     INDEX_NAME,
@@ -40,14 +41,7 @@ from lab.callbacks.figures import run_dir as run_folder
 from lab.distributed import gather_split
 from lab.errors import LabError
 from lab.plots import publish_figure, pyplot
-from lab.predictions import (
-    INTERVALS_FILE,
-    PREDICTIONS_FILE,
-    intervals_table,
-    predictions_table,
-    write_intervals,
-    write_predictions,
-)
+from lab.predictions import write_split_predictions
 from lab.runs import atomic_write_text
 
 __all__ = [
@@ -134,7 +128,7 @@ def write_evaluation(
     return auc
 
 
-class TestEvaluation(L.Callback):
+class TestEvaluation(BatchEndCallback):
     """At the end of testing, writes into the run folder (``trainer.log_dir``):
 
     - ``confusion_matrix.csv`` (rows: true class, columns: predicted class, labelled by
@@ -186,16 +180,9 @@ class TestEvaluation(L.Callback):
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._logits, self._targets = [], []
 
-    def on_test_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if not isinstance(outputs, dict) or outputs.get("logits") is None:
+    def on_batch(self, trainer: L.Trainer, end: BatchEnd) -> None:
+        outputs = end.outputs
+        if end.stage != "test" or not isinstance(outputs, dict) or outputs.get("logits") is None:
             return
         self._logits.append(outputs["logits"].detach().float())
         self._targets.append(outputs["targets"].detach())
@@ -230,16 +217,9 @@ class TestEvaluation(L.Callback):
         run_dir = run_folder(trainer)
         if not self.predictions or run_dir is None:
             return
-        table = predictions_table(logits, targets, names)
-        write_predictions(run_dir / PREDICTIONS_FILE, table)
-        probabilities = logits.float().softmax(dim=1).numpy()
-        intervals = intervals_table(
-            table["target"].to_numpy(),
-            table["prediction"].to_numpy(),
-            probabilities,
-            n_resamples=self.bootstrap_resamples,
+        write_split_predictions(
+            run_dir, logits, targets, names, n_resamples=self.bootstrap_resamples
         )
-        write_intervals(run_dir / INTERVALS_FILE, intervals)
 
     def _write(
         self,
