@@ -27,6 +27,7 @@ from lab.predictions import (
 )
 from lab.stats import wilson_interval
 from lab.tasks import Classifier
+from tests import helpers
 
 
 def test_predictions_table_columns_top5_and_scores() -> None:
@@ -78,13 +79,9 @@ def test_intervals_table_rows() -> None:
 
 
 def quiet_trainer(tmp_path: Path) -> L.Trainer:
-    return L.Trainer(
+    return helpers.quiet_trainer(
         callbacks=[TestEvaluation(confusion_matrix=False, bootstrap_resamples=100)],
-        logger=False,
         default_root_dir=tmp_path,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
         max_epochs=1,
         limit_train_batches=2,
         limit_val_batches=1,

@@ -17,6 +17,7 @@ from lab.callbacks.tsne import embed_2d, plot_embedding, subsample
 from lab.errors import LabError
 from lab.models import resnet18
 from lab.tasks import Classifier
+from tests.helpers import quiet_trainer
 
 
 def test_subsample_keeps_every_class_in_proportion_and_is_seeded():
@@ -119,14 +120,8 @@ def test_callback_writes_csv_png_and_tensorboard_with_one_row_per_point(tmp_path
     model = Classifier(resnet18(in_channels=1, small_input=True), num_classes=3)
     logger = TensorBoardLogger(tmp_path, name="run")
     callback = TSNEPlot(max_points=50, every_n_val_epochs=1)
-    trainer = L.Trainer(
-        max_epochs=2,
-        limit_train_batches=2,
-        logger=logger,
-        callbacks=[callback],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
+    trainer = quiet_trainer(
+        max_epochs=2, limit_train_batches=2, logger=logger, callbacks=[callback]
     )
     data = Data()
     trainer.fit(model, datamodule=data)

@@ -13,6 +13,7 @@ from lab.errors import LabError
 from lab.losses import BatchHardTripletLoss, CrossEntropy
 from lab.models import resnet18
 from lab.tasks import Classifier
+from tests.helpers import quiet_trainer
 
 
 class Data(L.LightningDataModule):
@@ -82,15 +83,7 @@ def test_training_lowers_the_loss_on_a_fixed_batch():
     )
     loader = DataLoader(TensorDataset(data.x, data.y), batch_size=32)
     record = EpochLosses()
-    L.Trainer(
-        max_epochs=15,
-        logger=False,
-        callbacks=[record],
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    ).fit(model, loader)
+    quiet_trainer(max_epochs=15, callbacks=[record], limit_val_batches=0).fit(model, loader)
     assert len(record.losses) == 15
     assert record.losses[-1] < 0.2 * record.losses[0]
 

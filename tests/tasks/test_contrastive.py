@@ -4,7 +4,6 @@ end-to-end classifiers. (The sampling and the loss: tests/losses/test_sampled_tr
 
 from __future__ import annotations
 
-import lightning as L
 import pytest
 import torch
 import torchvision
@@ -18,17 +17,7 @@ from lab.models import VGG, SmallCNN
 from lab.models.freeze import apply_trainable_policy
 from lab.tasks import Classifier
 from tests.conftest import REPO
-
-
-def quiet_trainer(**kwargs) -> L.Trainer:
-    defaults = dict(
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
-    return L.Trainer(**{**defaults, **kwargs})
-
+from tests.helpers import quiet_trainer
 
 # -- the VGG encoder --------------------------------------------------------------------
 

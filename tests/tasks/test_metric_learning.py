@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -18,16 +17,7 @@ from lab.errors import LabError
 from lab.losses import BatchHardTripletLoss, CenterLoss, CrossEntropy
 from lab.models import ResNet
 from lab.tasks import Classifier
-
-
-def quiet_trainer(**kwargs) -> L.Trainer:
-    defaults = dict(
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
-    return L.Trainer(**{**defaults, **kwargs})
+from tests.helpers import quiet_trainer
 
 
 def one_batch(n: int = 24, classes: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
