@@ -20,16 +20,7 @@ that does not parse) is reported as far as its files go, with a warning on stder
 from __future__ import annotations
 
 from lab.report.document import main, write_report
-from lab.report.figures import (
-    FIGURE_PATTERNS,
-    _log_scale_if_wide,
-    copy_atomically,
-    epoch_curves,
-    image_tables,
-    plot_comparison,
-    plot_curves,
-    run_figures,
-)
+from lab.report.figures import FIGURE_PATTERNS, _log_scale_if_wide, epoch_curves, run_figures
 from lab.report.reading import (
     MAIN_COLUMNS,
     OPTIONAL_COLUMNS,
@@ -54,17 +45,13 @@ __all__ = [
     "OPTIONAL_COLUMNS",
     "Run",
     "_log_scale_if_wide",
-    "copy_atomically",
     "differing_settings",
     "epoch_curves",
     "find_runs",
     "flatten",
-    "image_tables",
     "is_run_dir",
     "load_run",
     "main",
-    "plot_comparison",
-    "plot_curves",
     "read_config",
     "read_info",
     "read_metrics",

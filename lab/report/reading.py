@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,38 +98,54 @@ def read_metrics(run: Run) -> bool:
     return intact
 
 
+# The run files that hold a mapping: how to parse each, what it must hold, and the run's
+# problem (kind, text) when it is missing and (kind) when it does not parse.
+_MAPPING_FILES: dict[str, tuple[Callable[[str], Any], str, tuple[str, str], str]] = {
+    "run.json": (
+        json.loads,
+        "a JSON object",
+        ("no run.json", "no run.json: the fit did not finish (no wall times)"),
+        "bad run.json",
+    ),
+    "config.yaml": (
+        yaml.safe_load,
+        "a mapping of keys to values",
+        ("no config", "no config.yaml: its settings are unknown"),
+        "bad config",
+    ),
+}
+
+
+def _read_mapping(run: Run, name: str) -> tuple[bool, dict[str, Any] | None]:
+    """Parse the run file ``name`` (one of :data:`_MAPPING_FILES`): (whether it parsed or
+    is absent, the mapping or None); a missing or broken file is recorded on ``run``."""
+    parse, expected, missing, bad = _MAPPING_FILES[name]
+    path = run.path / name
+    if not path.is_file():
+        run.problem(*missing)
+        return True, None
+    try:
+        value = parse(path.read_text())
+        if not isinstance(value, dict):
+            raise ValueError(f"not {expected}")
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
+        message = " ".join(str(error).split())
+        run.problem(bad, f"{name} does not parse ({message})")
+        return False, None
+    return True, value
+
+
 def read_info(run: Run) -> bool:
     """Load ``run.json`` into ``run.info``; returns whether it parsed (or is absent)."""
-    path = run.path / "run.json"
-    if not path.is_file():
-        run.problem("no run.json", "no run.json: the fit did not finish (no wall times)")
-        return True
-    try:
-        info = json.loads(path.read_text())
-        if not isinstance(info, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        run.problem("bad run.json", f"run.json does not parse ({error})")
-        return False
-    run.info = info
-    return True
+    parsed, info = _read_mapping(run, "run.json")
+    run.info = info if info is not None else run.info
+    return parsed
 
 
 def read_config(run: Run) -> None:
     """Load ``config.yaml`` into ``run.config``; record a missing or broken one."""
-    path = run.path / "config.yaml"
-    if not path.is_file():
-        run.problem("no config", "no config.yaml: its settings are unknown")
-        return
-    try:
-        config = yaml.safe_load(path.read_text())
-        if not isinstance(config, dict):
-            raise yaml.YAMLError("not a mapping of keys to values")
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        message = " ".join(str(error).split())
-        run.problem("bad config", f"config.yaml does not parse ({message})")
-        return
-    run.config = config
+    config = _read_mapping(run, "config.yaml")[1]
+    run.config = config if config is not None else run.config
 
 
 def _last_values(metrics: pd.DataFrame, columns: Sequence[str]) -> dict[str, float]:
