@@ -101,3 +101,16 @@ def test_centroids_agree_with_scikit_learn_and_top5_with_brute_force():
         in_top5.append(int(label) in [j for _, j in sorted(distances)[:5]])
     assert metrics["centroid_acc_top5"] == pytest.approx(np.mean(in_top5))
     assert metrics["centroid_acc"] <= metrics["centroid_acc_top5"]
+
+
+@pytest.mark.parametrize("where", ["query", "reference"])
+def test_non_finite_embeddings_give_nan_retrieval_metrics_not_an_error(where):
+    # A diverged model's NaN embeddings: pytorch-metric-learning would raise on them.
+    query, labels = torch.randn(6, 3), torch.tensor([0, 0, 1, 1, 2, 2])
+    reference = torch.randn(6, 3)
+    (query if where == "query" else reference)[2, 1] = float("nan")
+    metrics = retrieval_metrics(query, labels, reference, labels)
+    assert set(metrics) == {"precision_at_1", "map_at_r", "r_precision"}
+    assert all(np.isnan(v) for v in metrics.values())
+    finite = retrieval_metrics(torch.randn(6, 3), labels)
+    assert all(np.isfinite(v) for v in finite.values())

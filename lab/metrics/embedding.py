@@ -86,7 +86,13 @@ def retrieval_metrics(
     """precision@1, MAP@R and R-precision of retrieving same-class references.
 
     Without a reference set, each query retrieves from the other queries (leave-one-out).
+    Non-finite embeddings (a diverged model) give NaN metrics, not an error: the
+    divergence guard, not a metric, says why a run failed.
     """
+    embeddings = [query] if reference is None else [query, reference]
+    if not all(bool(torch.isfinite(e).all()) for e in embeddings):
+        nan = float("nan")
+        return {"precision_at_1": nan, "map_at_r": nan, "r_precision": nan}
     from pytorch_metric_learning.distances import LpDistance
     from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
     from pytorch_metric_learning.utils.inference import CustomKNN
