@@ -51,19 +51,12 @@ def predictions_table(
 ) -> pd.DataFrame:
     """The ``predictions.csv`` table (see the module docstring) of scores ``(N, C)`` and
     targets ``(N,)``; ``softmax``: the scores are logits, ``score`` their probability."""
-    scores = torch.as_tensor(scores).detach().cpu()
-    targets = torch.as_tensor(targets).detach().cpu().long()
-    if scores.ndim != 2 or targets.ndim != 1 or len(scores) != len(targets):
-        raise LabError(
-            f"expected scores (N, C) and targets (N,), got shapes {tuple(scores.shape)} and "
-            f"{tuple(targets.shape)}"
-        )
-    if len(class_names) != scores.shape[1]:
-        raise LabError(
-            f"expected one class name per score column ({scores.shape[1]}), got {len(class_names)}"
-        )
-    values = scores.float().softmax(dim=1) if softmax else scores.double()
-    values = values.numpy()
+    # The same checks (shapes, target range, one name per class) and scores as the
+    # confusion matrix and ROC tables (imported here: lab.callbacks imports this module).
+    from lab.callbacks.evaluation_tables import checked_scores
+
+    probabilities, targets = checked_scores(scores, targets, class_names, softmax)
+    values = probabilities.numpy()
     prediction = values.argmax(axis=1)  # the first of tied classes, as torch's argmax
     order = np.argsort(-values, axis=1, kind="stable")[:, : min(5, values.shape[1])]
     names = np.asarray(class_names, dtype=object)
@@ -72,9 +65,9 @@ def predictions_table(
         {
             "index": np.arange(len(target)),
             "target": target,
-            "target_name": names[target] if len(target) else [],
+            "target_name": names[target],
             "prediction": prediction,
-            "prediction_name": names[prediction] if len(target) else [],
+            "prediction_name": names[prediction],
             "score": values[np.arange(len(target)), prediction],
             "top5": [" ".join(map(str, row)) for row in order],
         }

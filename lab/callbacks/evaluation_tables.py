@@ -25,7 +25,7 @@ predicted class)."""
 # -- computing -----------------------------------------------------------------------------
 
 
-def _checked(
+def checked_scores(
     logits: torch.Tensor | np.ndarray,
     targets: torch.Tensor | np.ndarray,
     class_names: list[str],
@@ -118,7 +118,7 @@ def confusion_table(
 ) -> pd.DataFrame:
     """Integer counts, rows = true class, columns = predicted class, both labelled by
     class name; the index is named ``true\\predicted`` (:data:`INDEX_NAME`)."""
-    probabilities, targets = _checked(logits, targets, class_names, softmax)
+    probabilities, targets = checked_scores(logits, targets, class_names, softmax)
     index = pd.Index(list(class_names), name=INDEX_NAME)
     return pd.DataFrame(_counts(probabilities, targets), index=index, columns=list(class_names))
 
@@ -131,7 +131,7 @@ def per_class_table(
 ) -> pd.DataFrame:
     """Columns ``class, class_name, accuracy, support``: the share of each class's test
     samples predicted as that class (its recall; NaN for a class with no samples)."""
-    probabilities, targets = _checked(logits, targets, class_names, softmax)
+    probabilities, targets = checked_scores(logits, targets, class_names, softmax)
     counts = _counts(probabilities, targets)
     support = counts.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -167,7 +167,7 @@ def roc_table(
     the curves are then scikit-learn's ``roc_curve`` of each column, as torchmetrics
     would apply a softmax to scores outside [0, 1].
     """
-    scores, targets = _checked(logits, targets, class_names, softmax)
+    scores, targets = checked_scores(logits, targets, class_names, softmax)
     num_classes = scores.shape[1]
     parts = []
     defined = np.flatnonzero(_defined(targets, num_classes))
@@ -205,7 +205,7 @@ def auc_table(
     """Columns ``class, class_name, auc``: each class's one-vs-rest ROC AUC (NaN where it
     is undefined) and a last row ``-1, macro`` with their mean over the defined classes
     (NaN if none is). ``softmax=False``: the scores as they are (see :func:`roc_table`)."""
-    scores, targets = _checked(logits, targets, class_names, softmax)
+    scores, targets = checked_scores(logits, targets, class_names, softmax)
     num_classes = scores.shape[1]
     defined = _defined(targets, num_classes)
     if softmax:

@@ -113,7 +113,16 @@ def test_bad_weights_and_margins_are_refused(term, kwargs, message):
 
 
 def test_soft_margin_needs_no_margin():
-    triplet_task(small_backbone(embedding_dim=8), num_classes=4, margin=0.0, soft_margin=True)
+    model = triplet_task(
+        small_backbone(embedding_dim=8), num_classes=4, margin=0.0, soft_margin=True
+    )
+    (term,) = model.losses
+    features, labels = torch.randn(8, 8), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    assert (
+        term.soft_margin and torch.isfinite(term(features, labels)) and term(features, labels) > 0
+    )
+    with pytest.raises(LabError, match="margin must be > 0"):
+        triplet_task(small_backbone(embedding_dim=8), num_classes=4, margin=0.0)
 
 
 @pytest.mark.parametrize("weight", [1.0, None], ids=["with-ce", "alone"])
