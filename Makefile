@@ -17,9 +17,18 @@ EXPERIMENTS := $(sort $(basename $(notdir $(wildcard experiments/[!_]*.yaml))))
 # Experiments whose target runs more than its YAML once: rules below. A sweep runs its
 # experiments/_sweeps/<id>.yaml grid with `lab sweep` (one run per setting, one table).
 SWEEPS := $(sort $(basename $(notdir $(wildcard experiments/_sweeps/*.yaml))))
-# stl10-svm is not a `lab fit` config: `lab svm` runs it.
-MULTI_RUN := demo q1-grayscale q1-layerwise stl10-svm contrastive-linear contrastive-nn $(SWEEPS)
+# stl10-svm is not a `lab fit` config: `lab svm` runs it. Fashion-MNIST's three objectives
+# read the Debian package's folder (FMNIST_DATA below).
+FMNIST := fmnist-ce fmnist-triplet fmnist-center
+MULTI_RUN := demo q1-grayscale q1-layerwise stl10-svm contrastive-linear contrastive-nn $(SWEEPS) \
+	$(FMNIST) fmnist-svm fmnist-transfer
 CIFAR_REPORT ?= lightning_logs/reports/cifar-transfer
+# Fashion-MNIST's IDX files: the Debian package's folder (apt-get install
+# dataset-fashion-mnist) when it is there, else torchvision's layout under the data root
+# (add --data.init_args.download=true, or FMNIST_DATA=--data.init_args.download=true).
+FMNIST_FOLDER ?= $(wildcard /usr/share/datasets/fashion-mnist)
+FMNIST_DATA ?= $(if $(FMNIST_FOLDER),--data.init_args.folder=$(FMNIST_FOLDER))
+FMNIST_REPORT ?= lightning_logs/reports/fmnist
 
 # $(call run,<yaml id>,<experiment name>,<extra arguments>): fit, then test the last
 # checkpoint of that run. The blank line before endef ends the recipe line.
@@ -32,7 +41,7 @@ endef
 .DEFAULT_GOAL := help
 .PHONY: help install demo test lint format bench-data bench-losses bench-tsne bench-overhead \
 	bench-throughput bench-device-data bench-device-pk gpu-check tb clean results-tables \
-	cifar-transfer $(EXPERIMENTS)
+	cifar-transfer fmnist $(EXPERIMENTS)
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -98,6 +107,38 @@ stl10-svm: $(STAMP) ## ImageNet ResNet-50 features of STL-10 + SVMs: 3 kernels x
 cifar-transfer: $(STAMP) ## CIFAR-10: from scratch vs fine-tuned vs 5 / 9 children frozen, one report
 	$(MAKE) cifar-scratch cifar-finetune cifar-frozen
 	$(LAB) report cifar-scratch cifar-finetune sweeps/cifar-frozen --out $(CIFAR_REPORT)
+
+fmnist: $(STAMP) ## Fashion-MNIST on the CPU: cross-entropy vs triplet vs center loss, one table, one report
+	$(call run,fmnist-ce,fmnist-ce,$(FMNIST_DATA))
+	$(call run,fmnist-triplet,fmnist-triplet,$(FMNIST_DATA))
+	$(call run,fmnist-center,fmnist-center,$(FMNIST_DATA))
+	$(LAB) summary $(FMNIST)
+	$(LAB) report $(FMNIST) --out $(FMNIST_REPORT)
+	$(LAB) compare fmnist-ce fmnist-center
+	$(LAB) compare fmnist-ce fmnist-triplet
+
+$(FMNIST): %: $(STAMP)
+	$(call run,$@,$@,$(FMNIST_DATA))
+	$(LAB) summary $@
+
+# The last.ckpt of the newest fmnist-ce run (honours $$LAB_LOGS), looked up when the
+# recipe runs: fmnist-svm and fmnist-transfer start from the backbone it trained.
+FMNIST_CKPT = $(shell ls $${LAB_LOGS:-lightning_logs}/fmnist-ce/version_*/checkpoints/last.ckpt 2>/dev/null | sort -V | tail -n 1)
+FMNIST_NEEDS_CKPT = @test -n "$(FMNIST_CKPT)" || { echo "make $@: no fmnist-ce checkpoint; run make fmnist-ce first" >&2; exit 2; }
+
+fmnist-svm: $(STAMP) ## SVMs on the newest fmnist-ce backbone's features and on raw pixels, one table
+	$(FMNIST_NEEDS_CKPT)
+	$(LAB) svm --config experiments/fmnist-svm.yaml \
+		--backbone.init_args.weights=$(FMNIST_CKPT) $(FMNIST_DATA)
+
+fmnist-transfer: $(STAMP) ## Digits from the fmnist-ce backbone: head only vs all layers vs from scratch, one table
+	$(FMNIST_NEEDS_CKPT)
+	$(call run,$@,$@-head,--model.init_args.backbone.init_args.weights=$(FMNIST_CKPT))
+	$(call run,$@,$@-all,--model.init_args.backbone.init_args.weights=$(FMNIST_CKPT) \
+		--model.init_args.trainable=all)
+	$(call run,$@,$@-scratch,--model.init_args.trainable=all)
+	$(LAB) summary $@-head $@-all $@-scratch
+	$(LAB) report $@-head $@-all $@-scratch --out lightning_logs/reports/$@
 
 test: $(STAMP) lint ## Lint, then run the whole test suite (slow tests included), on up to 4 cores
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)

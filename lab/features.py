@@ -2,7 +2,9 @@
 
 :func:`extract_features` runs a backbone over a loader (eval mode, no autograd) and
 returns the penultimate vector (``forward_features``) or the classifier's output
-(``forward``, e.g. the 1000 ImageNet logits). :func:`cached_features` keeps such arrays
+(``forward``, e.g. the 1000 ImageNet logits), or the input images themselves, flattened
+as the backbone sees them (``pixels``: the baseline of a classical classifier on raw
+pixels, in the same table). :func:`cached_features` keeps such arrays
 in ``.npz`` files named by a hash of the settings that made them (backbone config and
 weights, layer, data settings, split) and of the source data files' names, sizes and
 modification times (``lab.data.cache.fingerprint``): changed data or settings give a
@@ -26,8 +28,8 @@ from torch import nn
 from lab.data.cache import fingerprint
 from lab.errors import LabError
 
-Layer = Literal["penultimate", "logits"]
-LAYERS: tuple[str, ...] = ("penultimate", "logits")
+Layer = Literal["penultimate", "logits", "pixels"]
+LAYERS: tuple[str, ...] = ("penultimate", "logits", "pixels")
 CACHE_VERSION = 1  # bump when what a cache file holds changes meaning
 
 Features = tuple[np.ndarray, np.ndarray]
@@ -76,6 +78,8 @@ def extract_layers(
                     outputs["logits"] = backbone.forward_head(outputs["penultimate"])
             if "logits" in layers and "logits" not in outputs:
                 outputs["logits"] = backbone(images)
+            if "pixels" in layers:  # the normalised images, as the backbone sees them
+                outputs["pixels"] = images
             for layer in layers:
                 parts[layer].append(outputs[layer].float().flatten(1).cpu().numpy())
             labels.append(torch.as_tensor(targets).cpu().numpy().astype(np.int64))
@@ -92,7 +96,8 @@ def extract_features(
 ) -> Features:
     """``(features (N, D) float32, labels (N,) int64)`` of one layer: ``penultimate`` is
     ``backbone.forward_features(x)`` (2048-d for a ResNet-50), ``logits`` is
-    ``backbone(x)`` (the classifier's output; a LabError if it has none)."""
+    ``backbone(x)`` (the classifier's output; a LabError if it has none), ``pixels`` the
+    flattened input images."""
     features, labels = extract_layers(backbone, loader, [layer], device)
     return features[layer], labels
 

@@ -14,6 +14,7 @@ from lab.cli import main
 from lab.configs import bases_of
 from lab.data.fakes.cifar10 import write_cifar10
 from lab.data.fakes.dogs_cats import write_dogs_cats
+from lab.data.fakes.idx import write_idx
 from lab.data.fakes.stl10 import write_stl10
 from lab.data.fakes.tiny_imagenet import write_tiny_imagenet
 from lab.sweep import check_settings, expand, load_grid_file
@@ -48,6 +49,7 @@ FAKE_DATA = {
     "lab.data.TinyImageNetDataModule": _fake(
         lambda r: write_tiny_imagenet(r, num_classes=4, train_per_class=10)
     ),
+    "lab.data.FashionMNISTDataModule": _fake(write_idx, "--data.init_args.verify=false"),
 }
 
 

@@ -235,6 +235,10 @@ def test_extracted_features_are_the_eval_mode_outputs_in_loader_order():
     np.testing.assert_allclose(features, expected.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(logits, expected_logits.numpy(), rtol=1e-4, atol=1e-5)
     assert targets.tolist() == labels.tolist() and targets.dtype == np.int64
+    # The raw-pixel baseline: the images the backbone is given, flattened, in loader order.
+    pixels, pixel_targets = extract_features(backbone, loader, "pixels", "cpu")
+    np.testing.assert_array_equal(pixels, images.flatten(1).numpy())
+    assert pixel_targets.tolist() == labels.tolist()
 
     with pytest.raises(LabError, match="num_classes"):
         extract_features(ResNet(depth=18, small_input=True), loader, "logits", "cpu")
