@@ -5,14 +5,14 @@
     lab svm --config experiments/stl10-svm.yaml
     lab svm --config experiments/stl10-svm.yaml --kernels='[rbf]' --grid '{C: [0.1, 1, 10]}'
 
-A backbone (``backbone``: class path and arguments, e.g. an ImageNet ResNet-50) turns the
-images of a data module (``data``) into features: the penultimate vector, the
-classifier's output and/or the raw pixels as the backbone sees them (``layers``). They are extracted once per split with the data
-module's evaluation transform and cached (``lab.features``), so every kernel, scaler and
-later run reuses them. Each setting is a ``Pipeline([scale, SVC])`` fitted on the
-training split only (train minus the held-out val, unaugmented); it is then only asked
-for decision values on val and test. The best setting is the one with the best val
-accuracy, never chosen by test.
+A backbone (``backbone``: class path and arguments, e.g. an ImageNet ResNet-50) turns
+the images of a data module (``data``) into features: the penultimate vector, the
+classifier's output and/or the raw pixels as the backbone sees them (``layers``). They
+are extracted once per split with the data module's evaluation transform and cached
+(``lab.features``), so every kernel, scaler and later run reuses them. Each setting is a
+``Pipeline([scale, SVC])`` fitted on the training split only (train minus the held-out
+val, unaugmented); it is then only asked for decision values on val and test. The best
+setting is the one with the best val accuracy, never chosen by test.
 
 Everything goes to ``<log root>/<experiment>/version_N/``: ``config.yaml`` (resolved),
 ``svm.csv`` and ``svm.md`` (one row per setting; the best by val marked in the
