@@ -51,9 +51,10 @@ OBJECTIVES = {
     "demo-triplet": "batch-hard triplet alone, margin 0.2, 64-d L2-normalised embedding, "
     "P x K = 10 x 8",
     "demo-center": "cross-entropy + 0.1 x center loss, centers' rate 0.5",
-    "fmnist-ce": "cross-entropy",
-    "fmnist-triplet": "batch-hard triplet (nearest class centre)",
-    "fmnist-center": "cross-entropy + center loss",
+    "fmnist-ce": "cross-entropy, label smoothing 0.1",
+    "fmnist-triplet": "batch-hard triplet alone, margin 0.2, 64-d L2-normalised embedding, "
+    "P x K = 10 x 4",
+    "fmnist-center": "cross-entropy + 0.01 x center loss, centers' rate 0.5",
 }
 TABLE_EXPERIMENTS = {
     "demo": ("demo", "demo-triplet", "demo-center"),
@@ -216,6 +217,13 @@ def _with_interval(row: pd.Series) -> str:
     return format_interval(float(row["test_acc"]), float(low), float(high))
 
 
+def _short_commit(commit: Any) -> str:
+    """The commit's first 7 hex digits, keeping the ``+dirty`` of a run made with
+    uncommitted changes."""
+    text = str(commit)
+    return text[:7] + ("+dirty" if text.endswith("+dirty") else "")
+
+
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
@@ -245,7 +253,7 @@ def runs_table(name: str, runs: pd.DataFrame) -> str:
                 _num(r["epochs"], ".0f"),
                 "" if pd.isna(r["fit_seconds"]) else f"{float(r['fit_seconds']):.1f} s",
                 str(r["machine"]),
-                f"`{str(r['commit'])[:7]}`",
+                f"`{_short_commit(r['commit'])}`",
             ]
         )
     if name == "fmnist":
@@ -261,7 +269,7 @@ def benchmarks_table(benchmarks: pd.DataFrame) -> str:
     newest = benchmarks.drop_duplicates(["name", "machine"], keep="last")
     rows = [
         [str(r["name"]), f"{float(r['figure']):g} {r['unit']}", str(r["machine"]),
-         f"`{str(r['commit'])[:7]}`", f"`{r['command']}`"]
+         f"`{_short_commit(r['commit'])}`", f"`{r['command']}`"]
         for _, r in newest.iterrows()
     ]  # fmt: skip
     return _markdown(["benchmark", "figure", "machine", "commit", "command"], rows)

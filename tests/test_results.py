@@ -102,7 +102,7 @@ def test_a_run_with_predictions_gets_the_wilson_interval_of_its_accuracy(tmp_pat
 
 def test_tables_render_the_newest_row_per_experiment(tmp_path):
     results = tmp_path / "results"
-    record_run(fake_run(tmp_path, "demo-center", acc=0.97), results)
+    record_run(fake_run(tmp_path, "demo-center", acc=0.97, dirty=True), results)
     record_run(fake_run(tmp_path, "demo", acc=0.9), results)
     record_run(fake_run(tmp_path, "demo", version=1, acc=0.925, seconds=40.04), results)
     tables = render_tables(results)
@@ -112,6 +112,7 @@ def test_tables_render_the_newest_row_per_experiment(tmp_path):
     assert "| 40.0 s |" in lines[2] and "`0123456`" in lines[2]
     assert lines[3].startswith("| `demo-triplet` |") and "| not recorded |" in lines[3]
     assert lines[4].startswith("| `demo-center` |") and "97.00%" in lines[4]
+    assert "`0123456+dirty`" in lines[4]  # made with uncommitted changes: the table says so
     assert "| published | ResNet-18 | 94.90% |" in tables["fmnist"]
     assert "No benchmark recorded" in tables["benchmarks"]
 
