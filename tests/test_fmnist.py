@@ -4,24 +4,17 @@ is what the SVM table and the transfer runs start from."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import torch
 
 from lab.cli import main
 from lab.data.fakes.idx import write_idx
-from lab.models.weights import load_torch_file
+from lab.models.weights import backbone_state_dict
 from tests.conftest import REPO
 
 EXPERIMENTS = REPO / "experiments"
 FIXTURE = ["--data.init_args.verify=false", "--trainer.max_epochs=1"]
 SHORT = ["--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"]
-
-
-def _backbone(checkpoint: Path) -> dict[str, torch.Tensor]:
-    state = load_torch_file(checkpoint)["state_dict"]
-    return {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
 
 
 def test_fmnist_ce_backbone_feeds_the_svm_table_and_the_transfer_runs(lab, workdir, capsys):
@@ -32,7 +25,7 @@ def test_fmnist_ce_backbone_feeds_the_svm_table_and_the_transfer_runs(lab, workd
     checkpoint = (
         workdir / "lightning_logs" / "fmnist-ce" / "version_0" / "checkpoints" / "last.ckpt"
     )
-    trained = _backbone(checkpoint)
+    trained = backbone_state_dict(checkpoint)
 
     # fmnist-svm: raw pixels and the CNN's features in one table.
     capsys.readouterr()
@@ -48,19 +41,23 @@ def test_fmnist_ce_backbone_feeds_the_svm_table_and_the_transfer_runs(lab, workd
     # fmnist-transfer, trainable head: the digits on the frozen fmnist-ce trunk.
     weights = f"--model.init_args.backbone.init_args.weights={checkpoint}"
     lab("fit", "--config", EXPERIMENTS / "fmnist-transfer.yaml", weights, *SHORT)
-    tuned = _backbone(
+    tuned = backbone_state_dict(
         workdir / "lightning_logs" / "fmnist-transfer" / "version_0" / "checkpoints" / "last.ckpt"
     )
     trunk = [k for k in trained if k.startswith("body.")]
     assert trunk and all(torch.equal(tuned[k], trained[k]) for k in trunk)  # frozen, BN too
-    assert not torch.equal(tuned["fc.weight"], trained["fc.weight"])  # a new head trained
+    # Only the new 10-way head trains: 192 x 10 weights + 10 biases.
+    metrics = pd.read_csv(
+        workdir / "lightning_logs" / "fmnist-transfer" / "version_0" / "metrics.csv"
+    )
+    assert metrics["params/trainable"].dropna().tolist() == [192 * 10 + 10]
 
     # ... and with every layer trained, the trunk moves away from where it started.
     lab(
         "fit", "--config", EXPERIMENTS / "fmnist-transfer.yaml", weights,
         "--model.init_args.trainable=all", "--experiment=fmnist-transfer-all", *SHORT,
     )  # fmt: skip
-    all_layers = _backbone(
+    all_layers = backbone_state_dict(
         workdir
         / "lightning_logs"
         / "fmnist-transfer-all"

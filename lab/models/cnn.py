@@ -4,8 +4,8 @@ Two uses: the three-layer CNN of the Dogs-vs-Cats optimizer studies (seed 002, q
 3; the source gives no shape, so the plainest one: blocks of one 3x3 convolution, 16, 32
 and 64 channels, no batch normalisation, so that the optimizers, batch sizes and betas
 being compared are what shapes the training, and batch size 1 needs nothing special),
-and the CPU backbone of the Fashion-MNIST recipe, whose blocks hold two convolutions each
-(a block is a list of widths: ``channels: [32, 64, [64, 128], [128, 256]]``).
+and the CPU backbone of the Fashion-MNIST recipe, where a block may hold several
+convolutions (a block is a list of widths: ``channels: [16, [32, 32], [96, 96], 192]``).
 
 After the blocks, as in ``lab.models.ResNet``: a global average pool, an optional
 embedding layer, dropout and a classifier, with the same feature API.

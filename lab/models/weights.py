@@ -147,6 +147,25 @@ def is_weights_path(weights: str) -> bool:
     return "/" in weights or "\\" in weights or weights.endswith((".pth", ".pt", ".ckpt"))
 
 
+def backbone_state_dict(path: Path) -> dict[str, Any]:
+    """The backbone weights in ``path``: a ``lab`` checkpoint's ``backbone.*`` entries
+    (prefix removed) or a state dict saved with ``torch.save``, read with
+    :func:`load_torch_file`; a LabError if the file is missing or holds no state dict."""
+    if not path.is_file():
+        raise LabError(
+            f"backbone.weights={str(path)!r} not found: expected a lab checkpoint (.ckpt) or "
+            "a state dict saved with torch.save, or a torchvision name such as IMAGENET1K_V1"
+        )
+    loaded = load_torch_file(path)
+    state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(state, dict) or not state:
+        raise LabError(f"{path} holds no state dict (expected tensors by parameter name)")
+    if any(key.startswith("backbone.") for key in state):  # a lab task's checkpoint
+        prefix = "backbone."
+        state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    return state
+
+
 def load_weights_file(
     model: nn.Module,
     path: Path,
@@ -161,18 +180,7 @@ def load_weights_file(
     ends the error message: what the file must have been saved with. The file is read
     with :func:`load_torch_file`, so nothing in it can run.
     """
-    if not path.is_file():
-        raise LabError(
-            f"backbone.weights={str(path)!r} not found: expected a lab checkpoint (.ckpt) or "
-            "a state dict saved with torch.save, or a torchvision name such as IMAGENET1K_V1"
-        )
-    loaded = load_torch_file(path)
-    state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
-    if not isinstance(state, dict) or not state:
-        raise LabError(f"{path} holds no state dict (expected tensors by parameter name)")
-    if any(key.startswith("backbone.") for key in state):  # a lab task's checkpoint
-        prefix = "backbone."
-        state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    state = backbone_state_dict(path)
     own = model.state_dict()
     fitting = {
         k: v
