@@ -54,6 +54,15 @@ def pairwise_distances(embeddings: torch.Tensor) -> torch.Tensor:
     return safe_sqrt(squared_distances(embeddings))
 
 
+def mining_groups(same: torch.Tensor, group_samples: int) -> torch.Tensor:
+    """Each sample's group ``(B,)`` from the same-class matrix ``same`` ``(B, B)``: its
+    place among its class's samples in the batch (0, 1, ... in batch order: how many
+    earlier ones share its class), integer-divided by ``group_samples``. No data-dependent
+    shape, so no host sync."""
+    earlier = torch.ones_like(same).tril(diagonal=-1)
+    return (same & earlier).sum(dim=1) // group_samples
+
+
 class BatchHardTripletLoss(LossTerm):
     """``loss(embeddings (B, D), labels (B,))``: the batch-hard triplet loss, a scalar.
 
@@ -61,6 +70,12 @@ class BatchHardTripletLoss(LossTerm):
         weight: the term's factor in the total loss (>= 0).
         margin: the hinge's margin (> 0); unused with ``soft_margin``.
         soft_margin: ``softplus(d_ap - d_an)`` instead of the hinge.
+        group_samples: mine within groups of the batch instead of the whole batch: group
+            ``g`` holds the ``g``-th run of ``group_samples`` images of every class (in
+            batch order), and an anchor's hardest positive and negative are chosen in its
+            group. A P x K batch with ``group_samples=2`` then trains on the mean of K / 2
+            batch-hard losses of P x 2 batches, at the big batch's speed. None: the whole
+            batch (Hermans et al.).
         gather_across_ranks: under DDP, mine the triplets in the global batch (every
             process's embeddings, see ``lab.distributed``); the loss is then the
             global batch's on every process. False: each process mines its own batch.
@@ -79,6 +94,7 @@ class BatchHardTripletLoss(LossTerm):
         weight: float = 1.0,
         margin: float = 0.2,
         soft_margin: bool = False,
+        group_samples: int | None = None,
         gather_across_ranks: bool = True,
         name: str | None = None,
     ) -> None:
@@ -87,8 +103,14 @@ class BatchHardTripletLoss(LossTerm):
             raise LabError(
                 f"BatchHardTripletLoss: margin must be > 0 (or soft_margin), got {margin}"
             )
+        if group_samples is not None and group_samples < 2:
+            raise LabError(
+                "BatchHardTripletLoss: group_samples must be at least 2 (an anchor needs a "
+                f"positive in its group) or null for the whole batch, got {group_samples}"
+            )
         self.margin = margin
         self.soft_margin = soft_margin
+        self.group_samples = group_samples
         self.gather_across_ranks = gather_across_ranks
         self.last_active_fraction = torch.tensor(0.0)
 
@@ -106,6 +128,10 @@ class BatchHardTripletLoss(LossTerm):
         eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
         positive = same & ~eye
         negative = ~same
+        if self.group_samples is not None:
+            group = mining_groups(same, self.group_samples)
+            same_group = group.unsqueeze(0) == group.unsqueeze(1)
+            positive, negative = positive & same_group, negative & same_group
         # Farthest positive: non-positives count as 0 (distances are >= 0). Nearest
         # negative: non-negatives count as +inf.
         hardest_positive = distances.masked_fill(~positive, 0.0).amax(dim=1)

@@ -45,6 +45,27 @@ def test_triplet_matches_brute_force_in_value_and_gradient(case, soft):
     torch.testing.assert_close(grad_ours, grad_reference)
 
 
+@pytest.mark.parametrize("soft", [False, True], ids=["hinge", "soft"])
+def test_grouped_mining_is_the_loss_of_the_sub_batches_it_names(soft):
+    # 3 classes x 6 images, shuffled; groups of 2 per class: the g-th pair of each class
+    # (in batch order) is sub-batch g, mined on its own by the brute-force loop.
+    torch.manual_seed(1)
+    labels = torch.arange(3).repeat_interleave(6)[torch.randperm(18)]
+    x = torch.randn(18, 5, dtype=torch.float64, requires_grad=True)
+    place = torch.tensor([int((labels[:i] == labels[i]).sum()) for i in range(18)])
+    sub_batches = [torch.nonzero(place // 2 == g).flatten() for g in range(3)]
+    reference = torch.stack(
+        [brute_force_triplet(x[i], labels[i], 0.3, soft) for i in sub_batches]
+    ).mean()
+    ours = BatchHardTripletLoss(margin=0.3, soft_margin=soft, group_samples=2)(x, labels)
+    torch.testing.assert_close(ours, reference)
+    (grad_ours,) = torch.autograd.grad(ours, x)
+    (grad_reference,) = torch.autograd.grad(reference, x)
+    torch.testing.assert_close(grad_ours, grad_reference)
+    whole = BatchHardTripletLoss(margin=0.3, soft_margin=soft)(x, labels)
+    assert not torch.isclose(ours, whole)  # the groups changed which pairs are hardest
+
+
 @pytest.mark.parametrize("labels", [torch.zeros(6, dtype=torch.long), torch.arange(6)])
 def test_a_batch_without_valid_anchors_gives_a_zero_that_backpropagates(labels):
     x = torch.randn(6, 4, requires_grad=True)
@@ -82,6 +103,8 @@ def test_active_fraction_counts_violating_anchors():
 
 
 def test_a_non_positive_margin_or_a_negative_weight_is_refused():
+    with pytest.raises(LabError, match="group_samples must be at least 2"):
+        BatchHardTripletLoss(group_samples=1)
     with pytest.raises(LabError, match="margin must be > 0"):
         BatchHardTripletLoss(margin=0.0)
     BatchHardTripletLoss(margin=0.0, soft_margin=True)  # the soft margin has no margin
