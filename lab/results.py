@@ -53,7 +53,7 @@ OBJECTIVES = {
     "demo-center": "cross-entropy + 0.1 x center loss, centers' rate 0.5",
     "fmnist-ce": "cross-entropy, label smoothing 0.1",
     "fmnist-triplet": "batch-hard triplet alone, margin 0.2, 64-d L2-normalised embedding, "
-    "P x K = 10 x 4",
+    "P x K = 10 x 8 mined in groups of 10 x 2",
     "fmnist-center": "cross-entropy + 0.01 x center loss, centers' rate 0.5",
 }
 TABLE_EXPERIMENTS = {
