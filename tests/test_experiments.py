@@ -107,6 +107,25 @@ def test_bases_of_bases_and_lists_apply_in_order(tmp_path, capsys, workdir):
     assert printed["model"]["init_args"]["optimizer"]["init_args"]["lr"] == 0.05
 
 
+def test_a_list_entry_of_the_same_class_keeps_what_it_does_not_set(tmp_path, capsys, workdir):
+    # docs/experiments.md: a list is replaced whole, but an entry naming the same class as
+    # the entry at its place keeps that entry's init_args; null clears one.
+    recipe = write(tmp_path / "_base" / "recipe.yaml", RECIPE)
+    triplet = "      - class_path: lab.losses.BatchHardTripletLoss\n        init_args: {%s}\n"
+    losses = "model:\n  init_args:\n    losses:\n"
+    base = write(tmp_path / "t.yaml", losses + triplet % "margin: 0.2, group_samples: 2")
+    kept = write(tmp_path / "kept.yaml", losses + triplet % "margin: 0.3")
+    cleared = write(tmp_path / "cleared.yaml", losses + triplet % "group_samples: null")
+
+    def term(*configs: Path) -> dict:
+        return printed_config(capsys, recipe, *configs)["model"]["init_args"]["losses"][0]
+
+    assert term(base, kept)["init_args"]["group_samples"] == 2
+    assert term(base, kept)["init_args"]["margin"] == 0.3
+    assert term(base, cleared)["init_args"]["group_samples"] is None
+    assert term(base, cleared)["init_args"]["margin"] == 0.2
+
+
 @pytest.mark.parametrize(
     ("files", "message"),
     [
