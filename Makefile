@@ -21,7 +21,7 @@ SWEEPS := $(sort $(basename $(notdir $(wildcard experiments/_sweeps/*.yaml))))
 # read the Debian package's folder (FMNIST_DATA below).
 FMNIST := fmnist-ce fmnist-triplet fmnist-center
 MULTI_RUN := demo q1-grayscale q1-layerwise stl10-svm contrastive-linear contrastive-nn $(SWEEPS) \
-	$(FMNIST) fmnist-long fmnist-svm fmnist-transfer
+	$(FMNIST) fmnist-long fmnist-long-cpu fmnist-svm fmnist-transfer
 CIFAR_REPORT ?= lightning_logs/reports/cifar-transfer
 # Fashion-MNIST's IDX files: the Debian package's folder (apt-get install
 # dataset-fashion-mnist) when it is there, else torchvision's layout under the data root
@@ -117,7 +117,7 @@ fmnist: $(STAMP) ## Fashion-MNIST on the CPU: cross-entropy vs triplet vs center
 	$(LAB) compare fmnist-ce fmnist-center
 	$(LAB) compare fmnist-ce fmnist-triplet
 
-$(FMNIST) fmnist-long: %: $(STAMP)
+$(FMNIST) fmnist-long fmnist-long-cpu: %: $(STAMP)
 	$(call run,$@,$@,$(FMNIST_DATA))
 	$(LAB) summary $@
 
