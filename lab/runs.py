@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from lab.errors import LabError
+from lab.io import atomic_write_text  # noqa: F401  (re-exported for its importers)
 
 # How to make a refused checkpoint usable: its weights, not its training state, can be kept.
 CKPT_CONVERT = (
@@ -121,19 +121,6 @@ def check_checkpoint(path: Path) -> None:
             "from the weights of a saved model, give it as the backbone's weights "
             "(--model.init_args.backbone.init_args.weights PATH) instead of --ckpt_path"
         )
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file via a temporary file and a rename, so no reader sees half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_run_info(run_dir: Path) -> dict[str, Any]:

@@ -1,0 +1,51 @@
+"""Writing files so that no reader ever sees half of one: the one atomic-write helper.
+
+Every file ``lab`` writes (run records, metrics tables, figures, caches, checkpoints) goes
+to a temporary file in the target's own folder and is then renamed over the target. A
+rename within one folder is atomic on POSIX file systems, so a write that fails part-way
+(a full disk, a quota, SIGKILL) leaves the previous file as it was and no temporary file
+behind. The temporary file must live in the target's folder: one in the system temp
+folder would make the rename a copy across file systems, which is neither.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+
+    On any exception (the writer's own or the rename's) the temporary file is removed and
+    ``path`` is left untouched. The caller writes the temporary path by any means (a
+    handle, ``np.save``, ``torch.save``, a memory map)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and a rename."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file via a temporary file and a rename, so no reader sees half of it."""
+    with atomic_path(path) as tmp, open(tmp, "w") as handle:
+        handle.write(text)
