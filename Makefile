@@ -20,8 +20,11 @@ SWEEPS := $(sort $(basename $(notdir $(wildcard experiments/_sweeps/*.yaml))))
 # stl10-svm is not a `lab fit` config: `lab svm` runs it. Fashion-MNIST's three objectives
 # read the Debian package's folder (FMNIST_DATA below).
 FMNIST := fmnist-ce fmnist-triplet fmnist-center
+# The representation-learning twins (q1-layerwise and the contrastive family on Fashion-MNIST).
+FMNIST_REPRESENTATION := fmnist-layerwise fmnist-layerwise-scratch fmnist-contrastive \
+	fmnist-contrastive-linear fmnist-contrastive-nn
 MULTI_RUN := demo q1-grayscale q1-layerwise stl10-svm contrastive-linear contrastive-nn $(SWEEPS) \
-	$(FMNIST) fmnist-long fmnist-long-cpu fmnist-svm fmnist-transfer
+	$(FMNIST) fmnist-long fmnist-long-cpu fmnist-svm fmnist-transfer $(FMNIST_REPRESENTATION)
 CIFAR_REPORT ?= lightning_logs/reports/cifar-transfer
 # Fashion-MNIST's IDX files: the Debian package's folder (apt-get install
 # dataset-fashion-mnist) when it is there, else torchvision's layout under the data root
@@ -41,7 +44,7 @@ endef
 .DEFAULT_GOAL := help
 .PHONY: help install demo test lint format bench-data bench-losses bench-tsne bench-overhead \
 	bench-throughput bench-device-data bench-device-pk gpu-check tb clean results-tables \
-	cifar-transfer fmnist $(EXPERIMENTS)
+	cifar-transfer fmnist fmnist-representation $(EXPERIMENTS)
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -139,6 +142,33 @@ fmnist-transfer: $(STAMP) ## Digits from the fmnist-ce backbone: head only vs al
 	$(call run,$@,$@-scratch,--model.init_args.trainable=all)
 	$(LAB) summary $@-head $@-all $@-scratch
 	$(LAB) report $@-head $@-all $@-scratch --out lightning_logs/reports/$@
+
+fmnist-layerwise: $(STAMP) ## Fashion-MNIST, 500 labels per class: layer-wise pretrained MLP vs the same MLP from scratch
+	$(call run,$@,$@,$(FMNIST_DATA))
+	$(call run,$@-scratch,$@-scratch,$(FMNIST_DATA))
+	$(LAB) compare $@ $@-scratch
+
+fmnist-layerwise-scratch: $(STAMP)
+	$(call run,$@,$@,$(FMNIST_DATA))
+
+fmnist-contrastive: $(STAMP) ## Fashion-MNIST: the contrastive encoder (in-batch random triplets), z_dim 64 and 32
+	$(call run,$@,$@,$(FMNIST_DATA))
+	$(call run,$@,$@-z32,$(FMNIST_DATA) --model.init_args.backbone.init_args.embedding_dim=32)
+	$(LAB) summary $@ $@-z32
+
+# The last.ckpt of the newest fmnist-contrastive run (honours $$LAB_LOGS), when the recipe runs.
+FMNIST_ENCODER = $(shell ls $${LAB_LOGS:-lightning_logs}/fmnist-contrastive/version_*/checkpoints/last.ckpt 2>/dev/null | sort -V | tail -n 1)
+
+fmnist-contrastive-linear fmnist-contrastive-nn: %: $(STAMP) ## From the newest fmnist-contrastive run: a linear probe / encoder + FC end to end
+	@test -n "$(FMNIST_ENCODER)" || { echo "make $@: no fmnist-contrastive checkpoint; run make fmnist-contrastive first" >&2; exit 2; }
+	$(call run,$@,$@,$(FMNIST_DATA) --model.init_args.backbone.init_args.weights=$(FMNIST_ENCODER))
+	$(LAB) summary fmnist-contrastive $@
+
+fmnist-representation: $(STAMP) ## Fashion-MNIST twins of layer-wise pretraining and the contrastive family, one report
+	$(MAKE) fmnist-layerwise fmnist-contrastive
+	$(MAKE) fmnist-contrastive-linear fmnist-contrastive-nn
+	$(LAB) summary $(FMNIST_REPRESENTATION) fmnist-contrastive-z32
+	$(LAB) report $(FMNIST_REPRESENTATION) fmnist-contrastive-z32 --out lightning_logs/reports/fmnist-representation
 
 test: $(STAMP) lint ## Lint, then run the whole test suite (slow tests included), on up to 4 cores
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)

@@ -89,6 +89,8 @@ def fixture_overrides(config: Path) -> list[str]:
         extra += ["--data.init_args.train_subset=60", "--data.init_args.val_fraction=0.2"]
     if data.get("num_classes_subset"):
         extra.append("--data.init_args.num_classes_subset=3")
+    if data.get("labelled_per_class"):  # the fixture's classes hold 9 training images
+        extra.append("--data.init_args.labelled_per_class=2")
     if data.get("pk_classes"):
         extra += ["--data.init_args.pk_classes=2", "--data.init_args.pk_samples=4"]
     return extra

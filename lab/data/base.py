@@ -225,7 +225,7 @@ class LabDataModule(L.LightningDataModule):
             self._on_device[key] = (dataset, images, labels)
         _, images, labels = self._on_device[key]
         pk = None
-        if train and self.pk_classes is not None:
+        if train and self.pk_classes is not None and split == "train":  # not "unlabeled"
             pk = (self.pk_classes, self.pk_samples)
             rank, world_size = self._pk_shard()
         else:

@@ -154,8 +154,7 @@ class DogsCatsDataModule(InDataRoot, ImageDataModule):
             self.split_indices = self._split(labels)
         idx = self.split_indices
         if self.train_set is None and stage in (None, "fit", "validate", "test"):
-            self.train_set = ArrayDataset(images, labels, idx["train"], self.train_transform)
+            self.set_training_splits(images, labels, idx["train"])
             self.val_set = ArrayDataset(images, labels, idx["val"], self.eval_transform)
-            self.reference_set = ArrayDataset(images, labels, idx["train"], self.eval_transform)
         if self.test_set is None and stage in (None, "test", "predict"):
             self.test_set = ArrayDataset(images, labels, idx["test"], self.eval_transform)

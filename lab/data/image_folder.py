@@ -173,8 +173,8 @@ class ImageFolderDataModule(RandomErasingOption, ImageDataModule):
             return ArrayDataset(*self.images(root), indices, transform)
 
         if self.train_set is None and stage in (None, "fit", "validate", "test"):
-            self.train_set = dataset("train", self.train_transform)
+            root, indices = self.split_indices["train"]
+            self.set_training_splits(*self.images(root), indices)
             self.val_set = dataset("val", self.eval_transform)
-            self.reference_set = dataset("train", self.eval_transform)
         if self.test_set is None and stage in (None, "test", "predict"):
             self.test_set = dataset("test", self.eval_transform)

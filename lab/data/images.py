@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
@@ -110,6 +111,12 @@ class ImageDataModule(LabDataModule):
         device_data: keep the splits on the training device as uint8 tensors (channels
             and size converted once) and crop, flip and normalise whole batches there
             (``lab.data.device_loader``), P x K batches included; not with ``rotation``.
+        labelled_per_class: keep the labels of only this many training images per class
+            (seeded, drawn after the val hold-out, so disjoint from val and test): the
+            training split is that labelled subset, and every training image (the
+            labelled ones included, their labels unused) forms the unlabelled split of
+            ``unlabeled_dataloader`` (what layer-wise pretraining reads). None: every
+            training image is labelled, and the unlabelled split is the training split.
         batch_size, eval_batch_size, num_workers, seed, pin_memory, shuffle: see
             ``LabDataModule`` (passed on to it).
     """
@@ -127,9 +134,17 @@ class ImageDataModule(LabDataModule):
         hflip: float = 0.0,
         rotation: float = 0.0,
         device_data: bool = False,
+        labelled_per_class: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(device_data=device_data, **kwargs)
+        if labelled_per_class is not None and labelled_per_class < 1:
+            raise LabError(
+                f"data.labelled_per_class must be at least 1 (or null: all), got "
+                f"{labelled_per_class}"
+            )
+        self.labelled_per_class = labelled_per_class
+        self.unlabeled_set: ArrayDataset | None = None
         if image_size is not None and image_size < 8:
             raise LabError(f"data.image_size must be at least 8, got {image_size}")
         if device_data and rotation:
@@ -154,6 +169,46 @@ class ImageDataModule(LabDataModule):
     def load_split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """uint8 ``(N, H, W, C)`` images and int labels of ``train`` or ``test``."""
         raise NotImplementedError(f"{type(self).__name__} must implement load_split")
+
+    def set_training_splits(
+        self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray
+    ) -> None:
+        """Fill ``train_set``, ``reference_set`` and ``unlabeled_set`` from the training
+        images at ``indices`` (what is left after the val hold-out), applying
+        ``labelled_per_class``."""
+        labelled = indices
+        if self.labelled_per_class is not None:
+            labelled = indices[self._labelled_subset(labels[indices])]
+        unknown = np.full(len(labels), -1, dtype=np.int64)
+        self.unlabeled_set = ArrayDataset(images, unknown, indices, self.train_transform)
+        self.train_set = ArrayDataset(images, labels, labelled, self.train_transform)
+        self.reference_set = ArrayDataset(images, labels, labelled, self.eval_transform)
+
+    def _labelled_subset(self, labels: np.ndarray) -> np.ndarray:
+        """Positions of ``labelled_per_class`` seeded picks of every class in ``labels``."""
+        wanted = self.labelled_per_class
+        counts = np.bincount(labels, minlength=self.num_classes)
+        if (counts < wanted).any():
+            raise LabError(
+                f"data.labelled_per_class={wanted}: after the val hold-out the training "
+                f"split has only {counts.min()} images of some class (per-class counts "
+                f"{counts.tolist()}); lower it"
+            )
+        rng = np.random.default_rng(self.seed)
+        picks = [
+            rng.choice(np.flatnonzero(labels == c), wanted, replace=False)
+            for c in range(self.num_classes)
+        ]
+        return np.sort(np.concatenate(picks))
+
+    def unlabeled_dataloader(self) -> Any:
+        """The unlabelled split (see ``labelled_per_class``), shuffled, items ``(image,
+        -1)``, augmented as training images; on the device with ``device_data``."""
+        if self.unlabeled_set is None:
+            raise LabError(f"{type(self).__name__} has no unlabelled split; was setup() called?")
+        if self.device_data:
+            return self._device_loader(self.unlabeled_set, "unlabeled", True, (TrainerFn.FITTING,))
+        return self._loader(self.unlabeled_set, "unlabeled", train=True)
 
     def train_indices(self, labels: np.ndarray) -> np.ndarray:
         """Which training images to use (all; subclasses may take a subset)."""
@@ -230,9 +285,8 @@ class ImageDataModule(LabDataModule):
             images, labels = self.load_split("train")
             pool = self.train_indices(labels)
             keep, held_out = stratified_split(labels[pool], self.val_fraction, self.seed)
-            self.train_set = ArrayDataset(images, labels, pool[keep], self.train_transform)
+            self.set_training_splits(images, labels, pool[keep])
             self.val_set = ArrayDataset(images, labels, pool[held_out], self.eval_transform)
-            self.reference_set = ArrayDataset(images, labels, pool[keep], self.eval_transform)
         if self.test_set is None and stage in (None, "test", "predict"):
             images, labels = self.load_split("test")
             self.test_set = ArrayDataset(images, labels, None, self.eval_transform)

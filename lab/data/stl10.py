@@ -68,7 +68,7 @@ class STL10DataModule(InDataRoot, ImageDataModule):
         self.download = download
         self.num_classes = 10
         self.class_names = list(CLASSES)
-        self.unlabeled_set: ArrayDataset | None = None
+        self._unlabeled_file: ArrayDataset | None = None  # the 100,000, read when asked
 
     def _how_to_get(self) -> str:
         return self.unpack_hint("STL-10's binary files", "stl10_binary.tar.gz")
@@ -94,9 +94,11 @@ class STL10DataModule(InDataRoot, ImageDataModule):
     def unlabeled_dataloader(self) -> DataLoader:
         """The 100,000 unlabelled images, shuffled, items ``(image, -1)``, train transform
         (a DataLoader even with ``device_data``: 2.7 GB is not worth holding on the device)."""
-        if self.unlabeled_set is None:
+        if self.labelled_per_class is not None:  # the labelled images' own unlabelled split
+            return super().unlabeled_dataloader()
+        if self._unlabeled_file is None:
             x_file, _ = self._files("unlabeled")
             images = read_images(x_file)
             labels = np.full(len(images), -1, dtype=np.int64)
-            self.unlabeled_set = ArrayDataset(images, labels, None, self.train_transform)
-        return self._loader(self.unlabeled_set, "unlabeled", train=True)
+            self._unlabeled_file = ArrayDataset(images, labels, None, self.train_transform)
+        return self._loader(self._unlabeled_file, "unlabeled", train=True)
