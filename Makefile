@@ -152,13 +152,13 @@ format: $(STAMP) ## Fix what ruff can fix and format the code
 	$(BIN)/ruff format lab tests
 
 bench-data: $(STAMP) ## Images/s through the train loader: decoded cache vs JPEG decoding
-	$(BIN)/python -m lab.bench.dataloader --images 10000
+	$(BIN)/python -m lab.commands.bench.dataloader --images 10000
 
 bench-losses: $(STAMP) ## Batch-hard triplet forward + backward: ours vs pytorch-metric-learning
-	$(BIN)/python -m lab.bench.losses --batch 512 --dim 128
+	$(BIN)/python -m lab.commands.bench.losses --batch 512 --dim 128
 
 bench-tsne: $(STAMP) ## t-SNE of 10,000 x 512 points: openTSNE (FFT) vs scikit-learn seconds, 1-NN quality, ratio
-	$(BIN)/python -m lab.bench.tsne --points 10000 --dim 512
+	$(BIN)/python -m lab.commands.bench.tsne --points 10000 --dim 512
 
 bench-overhead: $(STAMP) ## Time per training step: lab's Classifier under Lightning vs a hand-written loop
 	$(LAB) bench overhead --batch 64 --image_size 32 --steps 10 --repeats 5

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lab.bench import BENCHMARKS, losses, overhead, throughput, tsne
+from lab.commands.bench import BENCHMARKS, losses, overhead, throughput, tsne
 from lab.errors import LabError
 
 
@@ -122,7 +122,7 @@ def test_gpu_check_without_a_gpu_says_so_in_one_line_and_exits_0(lab, capsys, mo
 def test_gpu_check_prints_one_table_writes_it_and_fails_on_a_broken_check(
     capsys, tmp_path, monkeypatch
 ):
-    from lab.bench import gpu
+    from lab.commands.bench import gpu
 
     def broken(device):
         raise RuntimeError("out of memory")
@@ -148,7 +148,7 @@ def test_gpu_check_prints_one_table_writes_it_and_fails_on_a_broken_check(
 
 
 def test_gpu_check_loss_numerics_run_on_the_cpu_too():
-    from lab.bench import gpu
+    from lab.commands.bench import gpu
 
     rows = gpu.check_losses(torch.device("cpu"))  # CPU autocast does bf16 (and fp16)
     assert [r[0] for r in rows] == [

@@ -11,13 +11,13 @@ import torch
 import yaml
 
 from lab.cli import main
-from lab.configs import bases_of
+from lab.cli.configs import bases_of
+from lab.commands.sweep import check_settings, expand, load_grid_file
 from lab.data.fakes.cifar10 import write_cifar10
 from lab.data.fakes.dogs_cats import write_dogs_cats
 from lab.data.fakes.idx import write_idx
 from lab.data.fakes.stl10 import write_stl10
 from lab.data.fakes.tiny_imagenet import write_tiny_imagenet
-from lab.sweep import check_settings, expand, load_grid_file
 from tests.conftest import ALL_EXPERIMENTS, EXPERIMENTS, REPO
 
 DEMO = REPO / "experiments" / "demo.yaml"

@@ -10,11 +10,11 @@ import pytest
 from scipy.stats import binom
 
 from lab.cli import main
-from lab.compare import compare_predictions, same_test_set
+from lab.commands.compare import compare_predictions, same_test_set
+from lab.commands.report.paired import paired_section
+from lab.commands.report.reading import load_run
 from lab.errors import LabError
-from lab.report.paired import paired_section
-from lab.report.reading import load_run
-from lab.stats import wilson_interval
+from lab.runs.stats import wilson_interval
 
 
 def predictions(targets: np.ndarray, right: np.ndarray) -> pd.DataFrame:

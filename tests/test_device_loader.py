@@ -329,7 +329,7 @@ def test_lab_fit_runs_p_x_k_batches_on_the_device_path(lab, workdir):
 
 
 def test_the_benchmark_prints_both_rates_and_their_ratio(capsys):
-    from lab.bench import dataloader
+    from lab.commands.bench import dataloader
 
     options = "--images 200 --epochs 2 --workers 0 --batch-size 64 --device cpu"
     dataloader.main(["--device-path", *options.split()])
@@ -344,7 +344,7 @@ def test_the_benchmark_prints_both_rates_and_their_ratio(capsys):
 
 
 def test_the_benchmark_times_p_x_k_batches_and_records_both_rates(capsys, tmp_path, monkeypatch):
-    from lab.bench import dataloader
+    from lab.commands.bench import dataloader
 
     monkeypatch.setenv("LAB_RESULTS", str(tmp_path))
     options = "--images 200 --epochs 2 --workers 0 --device cpu --pk 5 4 --record"

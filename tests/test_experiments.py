@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from lab.cli import main
-from lab.configs import bases_of, expand_bases, strip_base
+from lab.cli.configs import bases_of, expand_bases, strip_base
 from lab.errors import LabError
 from tests.conftest import ALL_EXPERIMENTS, REPO
 

@@ -12,11 +12,11 @@ from lightning.pytorch.utilities.data import _is_dataloader_shuffled
 from torch.utils.data import SequentialSampler
 
 from lab.cli import main
+from lab.commands.sweep import curve_table, describe, expand, load_grid_file, slug, write_curves
 from lab.data import CIFAR10DataModule, DigitsDataModule
 from lab.data.fakes.cifar10 import write_cifar10
 from lab.data.fakes.dogs_cats import write_dogs_cats
 from lab.errors import LabError
-from lab.sweep import curve_table, describe, expand, load_grid_file, slug, write_curves
 from tests.conftest import QUIET, REPO
 
 # -- the shuffle option ------------------------------------------------------------------

@@ -16,7 +16,7 @@ from lab.data import DigitsDataModule
 from lab.errors import LabError
 from lab.losses import BatchHardTripletLoss
 from lab.models import ResNet
-from lab.predictions import (
+from lab.runs.predictions import (
     accuracy_of,
     intervals_table,
     predictions_table,
@@ -25,7 +25,7 @@ from lab.predictions import (
     run_intervals,
     write_predictions,
 )
-from lab.stats import wilson_interval
+from lab.runs.stats import wilson_interval
 from lab.tasks import Classifier
 from tests import helpers
 

@@ -14,8 +14,7 @@ import pytest
 import torch
 
 from lab.cli import main as lab_main
-from lab.errors import LabError
-from lab.report import (
+from lab.commands.report import (
     differing_settings,
     epoch_curves,
     find_runs,
@@ -24,7 +23,8 @@ from lab.report import (
     run_ids,
     setting_names,
 )
-from lab.stats import wilson_interval
+from lab.errors import LabError
+from lab.runs.stats import wilson_interval
 from tests.conftest import QUIET, REPO
 
 DEMO = REPO / "experiments" / "demo.yaml"
@@ -335,7 +335,7 @@ def test_only_the_last_validation_tsne_is_shown(tmp_path: Path):
 def test_a_loss_spanning_more_than_100x_is_drawn_on_a_log_axis():
     from matplotlib import pyplot as plt
 
-    from lab.report import _log_scale_if_wide
+    from lab.commands.report import _log_scale_if_wide
 
     for values, scale in (([158415.0, 10.4, 1.4], "log"), ([2.3, 1.1, 0.4], "linear")):
         figure, axes = plt.subplots()

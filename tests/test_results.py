@@ -8,8 +8,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from lab.cli import main
-from lab.errors import LabError
-from lab.results import (
+from lab.commands.record import (
     RUN_COLUMNS,
     machine,
     marked_blocks,
@@ -19,6 +18,7 @@ from lab.results import (
     update_text,
     write_tables,
 )
+from lab.errors import LabError
 from lab.runs import summarize
 from tests.conftest import REPO
 

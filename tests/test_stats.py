@@ -1,4 +1,4 @@
-"""lab.stats against reference values computed here independently: the Wilson formula as
+"""lab.runs.stats against reference values computed here independently: the Wilson formula as
 statsmodels' ``proportion_confint(method="wilson")`` writes it, McNemar's exact p from
 ``scipy.stats.binom`` directly, scikit-learn's F1 and AUC, a hand-rolled bootstrap."""
 
@@ -12,7 +12,7 @@ from scipy.stats import binom, norm
 from sklearn.metrics import f1_score, roc_auc_score
 
 from lab.errors import LabError
-from lab.stats import (
+from lab.runs.stats import (
     bootstrap_interval,
     format_interval,
     macro_auc,

@@ -17,15 +17,10 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler, label_binarize
 from sklearn.svm import SVC
 from torch.utils.data import DataLoader, TensorDataset
 
-import lab.svm
+import lab.commands.svm
 from lab.callbacks.evaluation import write_evaluation
 from lab.cli import main
-from lab.data.fakes.stl10 import write_stl10
-from lab.errors import LabError
-from lab.features import cache_file, cached_features, extract_features
-from lab.models import ResNet
-from lab.stats import wilson_interval
-from lab.svm import (
+from lab.commands.svm import (
     SCALERS,
     best_row,
     evaluate,
@@ -34,6 +29,11 @@ from lab.svm import (
     run_svm,
     to_markdown,
 )
+from lab.commands.svm.features import cache_file, cached_features, extract_features
+from lab.data.fakes.stl10 import write_stl10
+from lab.errors import LabError
+from lab.models import ResNet
+from lab.runs.stats import wilson_interval
 from tests.conftest import REPO
 
 CONFIG = REPO / "experiments" / "stl10-svm.yaml"
@@ -387,7 +387,7 @@ def test_lab_svm_end_to_end_on_the_stl10_fixture(
     def no_extraction(*args, **kwargs):
         raise AssertionError("features should come from the cache")
 
-    monkeypatch.setattr(lab.svm, "extract_layers", no_extraction)
+    monkeypatch.setattr(lab.commands.svm, "extract_layers", no_extraction)
     main(_arguments(root, "--max_train=50", "--kernels=[rbf]"))
     again = pd.read_csv(workdir / "lightning_logs" / "stl10-svm" / "version_1" / "svm.csv")
     assert again["kernel"].tolist() == ["rbf", "rbf"]

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from lab.cli import main
+from lab.commands.sweep import expand, load_grid_file, parse_grid_argument, slug
+from lab.commands.sweep import main as sweep
 from lab.errors import LabError
-from lab.sweep import expand, load_grid_file, parse_grid_argument, slug
-from lab.sweep import main as sweep
 from tests.conftest import QUIET, REPO
 
 DEMO = str(REPO / "experiments" / "demo.yaml")
@@ -105,7 +105,7 @@ def test_a_sweep_without_a_grid_or_config_is_refused(workdir):
 
 
 def test_best_setting_keeps_only_the_keys_that_vary():
-    from lab.sweep import best_setting
+    from lab.commands.sweep import best_setting
 
     settings = [{"model.dropout": d, "trainer.max_epochs": 20} for d in (0.1, 0.2, 0.3, 0.4)]
     table = pd.DataFrame(
@@ -142,7 +142,7 @@ def test_final_trains_the_best_setting_again_with_the_configs_own_values(workdir
 
 
 def test_seeded_runs_aggregate_to_mean_std_and_n_ranked_by_the_mean():
-    from lab.sweep import seed_table
+    from lab.commands.sweep import seed_table
 
     settings = [{"model.init_args.dropout": d} for d in (0.1, 0.2, 0.3)]
     runs = pd.DataFrame(

@@ -1,4 +1,4 @@
-"""The ``lab`` command: LightningCLI's fit / validate / test / predict, plus project commands.
+"""``LabCLI``: LightningCLI's fit / validate / test / predict with the project's run layout.
 
 Every run logs to ``<log root>/<experiment>/version_N/`` (TensorBoard events and
 ``metrics.csv`` side by side, the resolved config, ``run.json`` and checkpoints). The
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,33 +27,20 @@ from typing import Any
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lab.callbacks import RunRecord, TestEvaluation
 from lab.callbacks.checkpoint import LastAndBestCheckpoint
 from lab.callbacks.reliability import DivergenceGuard, Interruption
-from lab.configs import expand_bases, strip_base
-from lab.errors import LabError
-from lab.loggers import AppendingCSVLogger
+from lab.cli.configs import expand_bases, strip_base
+from lab.cli.loggers import AppendingCSVLogger
 from lab.models.weights import is_weights_path, normalize_weights
-from lab.runs import (
+from lab.runs.layout import (
     check_checkpoint,
     latest_run,
     log_root,
     resolve_checkpoint,
     run_dir_of_checkpoint,
 )
-
-# The project's own commands, dispatched before LightningCLI sees the arguments.
-PROJECT_COMMANDS = {
-    "summary": "lab.summary:main",
-    "sweep": "lab.sweep:main",
-    "report": "lab.report:main",
-    "compare": "lab.compare:main",
-    "svm": "lab.svm:main",
-    "bench": "lab.bench:main",
-    "record": "lab.results:main",
-}
 
 
 class StageConfigCallback(SaveConfigCallback):
@@ -279,39 +265,3 @@ def resolve_normalization(config: Any) -> None:
     weights = normalize_weights(weights) if isinstance(weights, str) else None
     pretrained = weights is not None and not is_weights_path(weights)
     init["normalization"] = "imagenet" if pretrained else "dataset"
-
-
-def main(args: Sequence[str] | None = None) -> None:
-    """Entry point of the ``lab`` console script."""
-    argv = list(sys.argv[1:] if args is None else args)
-    try:
-        if argv and argv[0] in PROJECT_COMMANDS:
-            module_name, function = PROJECT_COMMANDS[argv[0]].split(":")
-            module = __import__(module_name, fromlist=[function])
-            getattr(module, function)(argv[1:])
-            return
-        LabCLI(args=None if args is None else argv)
-    except SIGTERMException:  # Interruption saved last.ckpt and said how to continue
-        print("lab: stopped by SIGTERM", file=sys.stderr)
-        raise SystemExit(128 + signal.SIGTERM) from None
-    except Exception as error:
-        user_error = _find_lab_error(error)
-        if user_error is None:
-            raise
-        print(f"lab: error: {user_error}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-def _find_lab_error(error: BaseException | None) -> LabError | None:
-    """The LabError behind an exception (jsonargparse wraps errors raised by constructors)."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, LabError):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
-
-
-if __name__ == "__main__":
-    main()

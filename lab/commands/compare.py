@@ -24,10 +24,16 @@ import numpy as np
 import pandas as pd
 
 from lab.errors import LabError
-from lab.predictions import PREDICTIONS_FILE, read_predictions
-from lab.run_folders import resolve_run
-from lab.runs import log_root
-from lab.stats import format_interval, mcnemar_exact, paired_difference, verdict, wilson_interval
+from lab.runs.folders import resolve_run
+from lab.runs.layout import log_root
+from lab.runs.predictions import PREDICTIONS_FILE, read_predictions
+from lab.runs.stats import (
+    format_interval,
+    mcnemar_exact,
+    paired_difference,
+    verdict,
+    wilson_interval,
+)
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,7 @@ def compare_runs(run_a: Path, run_b: Path, name_a: str, name_b: str) -> Comparis
 
 def _run_or_folder(target: str, root: Path) -> Path:
     """A folder that holds ``predictions.csv`` itself (a ``lab svm`` setting's), else the
-    run a name stands for (:func:`lab.run_folders.resolve_run`)."""
+    run a name stands for (:func:`lab.runs.folders.resolve_run`)."""
     if (Path(target) / PREDICTIONS_FILE).is_file():
         return Path(target)
     return resolve_run(target, root)

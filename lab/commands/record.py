@@ -25,9 +25,10 @@ from typing import Any
 import pandas as pd
 
 from lab.errors import LabError
-from lab.predictions import PREDICTIONS_FILE, read_predictions
-from lab.runs import atomic_write_text, latest_run, log_root, read_run_info, summarize
-from lab.stats import format_interval, wilson_interval
+from lab.io import atomic_write_text
+from lab.runs.layout import latest_run, log_root, read_run_info, summarize
+from lab.runs.predictions import PREDICTIONS_FILE, read_predictions
+from lab.runs.stats import format_interval, wilson_interval
 
 RUN_COLUMNS = [
     "experiment", "run", "test_acc", "test_acc_low", "test_acc_high", "test_images", "knn_acc",

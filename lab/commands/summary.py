@@ -14,9 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from lab.predictions import run_intervals
-from lab.run_folders import find_runs
-from lab.runs import log_root, summarize
+from lab.runs.folders import find_runs
+from lab.runs.layout import log_root, summarize
+from lab.runs.predictions import run_intervals
 
 
 def _cell(column: str, value: Any, intervals: dict[str, tuple[float, float, float]]) -> str:

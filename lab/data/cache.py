@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from lab.errors import LabError
-from lab.runs import atomic_write_text
+from lab.io import atomic_write_text
 
 
 def decode_image(path: Path, size: tuple[int, int], channels: int = 3) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
-from lab.runs import latest_run, versions
+from lab.runs.layout import latest_run, versions
 
 
 def is_run_dir(path: Path) -> bool:

@@ -17,7 +17,6 @@ from typing import Any
 import pandas as pd
 
 from lab.errors import LabError
-from lab.io import atomic_write_text  # noqa: F401  (re-exported for its importers)
 
 # How to make a refused checkpoint usable: its weights, not its training state, can be kept.
 CKPT_CONVERT = (

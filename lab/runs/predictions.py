@@ -30,8 +30,8 @@ import pandas as pd
 import torch
 
 from lab.errors import LabError
-from lab.runs import atomic_write_text
-from lab.stats import bootstrap_interval, macro_auc, macro_f1, wilson_interval
+from lab.io import atomic_write_text
+from lab.runs.stats import bootstrap_interval, macro_auc, macro_f1, wilson_interval
 
 PREDICTIONS_FILE = "predictions.csv"
 INTERVALS_FILE = "intervals.csv"

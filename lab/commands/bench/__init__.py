@@ -1,5 +1,5 @@
 """Benchmarks that back the project's speed claims: ``lab bench <name> [options]``, or
-``python -m lab.bench.<name>``; each prints its figures."""
+``python -m lab.commands.bench.<name>``; each prints its figures."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ BENCHMARKS = ("overhead", "throughput", "dataloader", "losses", "tsne", "gpu")
 
 def describe(name: str) -> str:
     """The first line of a benchmark module's docstring: what it measures."""
-    module = importlib.import_module(f"lab.bench.{name}")
+    module = importlib.import_module(f"lab.commands.bench.{name}")
     return (module.__doc__ or "").strip().splitlines()[0]
 
 
@@ -38,4 +38,4 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"unknown benchmark {name!r}: expected one of {', '.join(BENCHMARKS)} "
             "(lab bench --help says what each measures)"
         )
-    importlib.import_module(f"lab.bench.{name}").main(rest)
+    importlib.import_module(f"lab.commands.bench.{name}").main(rest)

@@ -12,7 +12,7 @@ images in the same batch size and number of workers:
 (b) torchvision ``ImageFolder`` on ``train/``: every epoch opens and decodes every JPEG
     with PIL, then the same v2 transforms.
 
-Run: ``python -m lab.bench.dataloader [--images 10000] [--epochs 2] [--workers 2]
+Run: ``python -m lab.commands.bench.dataloader [--images 10000] [--epochs 2] [--workers 2]
 [--batch-size 256] [--dir PATH]``. The generated folder is reused by later runs; the
 cache is rebuilt every run so its build time is always measured.
 
@@ -25,11 +25,11 @@ normalise, batch size and seed:
 (d) ``device_data=True``: the images on ``--device`` once (timed on its own), batches
     cut and augmented there by ``lab.data.device_loader.DeviceBatchLoader``.
 
-``python -m lab.bench.dataloader --device-path --images 50000 --epochs 3 --workers 2
+``python -m lab.commands.bench.dataloader --device-path --images 50000 --epochs 3 --workers 2
 --batch-size 512 [--device cuda]`` (default device: cuda when there is one, else cpu).
 ``--pk P K`` gives both paths P x K training batches (``PKBatchSampler``; the batch size
 is then P * K), as triplet and center-loss training use. ``--record`` appends the warm
-images/s of both paths to ``results/benchmarks.csv`` (``lab.results.record_benchmark``).
+images/s of both paths to ``results/benchmarks.csv`` (``lab.commands.record.record_benchmark``).
 """
 
 from __future__ import annotations
@@ -261,7 +261,7 @@ def record_device_path(
     argv: Sequence[str] | None,
 ) -> None:
     """Append the warm images/s of both paths to ``results/benchmarks.csv``."""
-    from lab.results import record_benchmark
+    from lab.commands.record import record_benchmark
 
     given = sys.argv[1:] if argv is None else list(argv)
     command = " ".join(["lab bench dataloader", *given])

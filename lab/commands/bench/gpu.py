@@ -119,8 +119,8 @@ def check_host_syncs(device: torch.device) -> list[Row]:
     """Synchronising calls per training step of the Classifier with ``lab fit``'s callbacks."""
     from torch.utils.data import DataLoader
 
-    from lab.bench.overhead import NUM_CLASSES, lab_fit_callbacks, make_backbone, sgd
-    from lab.bench.throughput import RepeatedBatches, make_batches
+    from lab.commands.bench.overhead import NUM_CLASSES, lab_fit_callbacks, make_backbone, sgd
+    from lab.commands.bench.throughput import RepeatedBatches, make_batches
     from lab.tasks import Classifier
 
     rows = []
@@ -159,7 +159,7 @@ def check_host_syncs(device: torch.device) -> list[Row]:
 
 def check_overhead(device: torch.device) -> list[Row]:
     """The Lightning overhead ratio (b)/(a) of ``lab bench overhead`` on the GPU."""
-    from lab.bench import overhead
+    from lab.commands.bench import overhead
 
     times = overhead.run(64, 32, 30, 5, 3, device, "bf16-mixed")
     with_callbacks = overhead.overhead_ratio(times, "c")
@@ -174,7 +174,7 @@ def check_overhead(device: torch.device) -> list[Row]:
 
 def check_throughput(device: torch.device) -> list[Row]:
     """Training images/s per GPU preset at 32 and 64 px."""
-    from lab.bench.throughput import PRESETS, images_per_second
+    from lab.commands.bench.throughput import PRESETS, images_per_second
 
     rows = []
     for name in ("gpu", "gpu-compile"):
@@ -187,7 +187,7 @@ def check_throughput(device: torch.device) -> list[Row]:
 
 def check_compile(device: torch.device) -> list[Row]:
     """``lab fit`` with ``compile: true`` on the digits, then ``lab test`` from its checkpoint."""
-    config = Path(__file__).resolve().parents[2] / "experiments" / "demo.yaml"
+    config = Path(__file__).resolve().parents[3] / "experiments" / "demo.yaml"
     with tempfile.TemporaryDirectory() as root:
         env = {**os.environ, "LAB_LOGS": str(Path(root) / "logs"), "LAB_DATA": str(Path(root))}
         common = [sys.executable, "-m", "lab.cli"]
@@ -323,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     text = format_table(rows, header)
     print(text)
     if args.out is not None:
-        from lab.runs import atomic_write_text
+        from lab.io import atomic_write_text
 
         args.out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, text + "\n")

@@ -11,7 +11,7 @@ On the same random tensors (``--batch`` embeddings of ``--dim`` dimensions, L2-n
 Both are warmed up, then timed in turns as the median of ``--repeats`` runs of forward +
 backward (CUDA synchronised when ``--device cuda``).
 
-Run: ``python -m lab.bench.losses [--batch 512] [--dim 128] [--classes 128]
+Run: ``python -m lab.commands.bench.losses [--batch 512] [--dim 128] [--classes 128]
 [--repeats 200] [--device cpu]``.
 """
 

@@ -18,7 +18,7 @@ all of them; printed are the median time per step of each, its spread over the r
 and the ratio to (a) (the median of the per-round ratios, with their range). The aim for
 (b) / (a) on the CPU is at most 1.05.
 
-Run: ``python -m lab.bench.overhead [--batch 64] [--image_size 32] [--steps 30]
+Run: ``python -m lab.commands.bench.overhead [--batch 64] [--image_size 32] [--steps 30]
 [--repeats 5] [--device auto] [--precision 32] [--threads N]``.
 """
 

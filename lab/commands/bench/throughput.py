@@ -16,7 +16,7 @@ pipeline (``lab bench dataloader`` measures that). Presets, the ones this machin
 The settings go through the Classifier's own ``channels_last`` and ``compile`` options and
 the Trainer's ``precision`` and ``benchmark``, the path ``lab fit`` takes with the preset.
 
-Run: ``python -m lab.bench.throughput [--sizes 32 64] [--batch N] [--steps 20]
+Run: ``python -m lab.commands.bench.throughput [--sizes 32 64] [--batch N] [--steps 20]
 [--warmup 3] [--presets cpu gpu gpu-compile] [--threads N]``.
 """
 
@@ -30,7 +30,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lab.bench.overhead import (
+from lab.commands.bench.overhead import (
     NUM_CLASSES,
     lightning_loop,
     make_backbone,

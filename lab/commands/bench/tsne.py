@@ -8,9 +8,9 @@ seconds and the quality of the map: the 1-nearest-neighbour agreement of the 2-D
 with the cluster labels (half the points classify the other half); then the time ratio
 openTSNE / scikit-learn (the target is at most 0.4 with equal quality).
 
-Run: ``python -m lab.bench.tsne [--points 10000] [--dim 512] [--classes 10] [--record]``;
+Run: ``python -m lab.commands.bench.tsne [--points 10000] [--dim 512] [--classes 10] [--record]``;
 ``--record`` appends the figures to ``results/benchmarks.csv``
-(``lab.results.record_benchmark``).
+(``lab.commands.record.record_benchmark``).
 """
 
 from __future__ import annotations
@@ -81,10 +81,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     print(f"  time ratio openTSNE / scikit-learn: {ratio:.2f} ({1 / ratio:.1f}x faster)")
     if args.record:
-        from lab.results import record_benchmark
+        from lab.commands.record import record_benchmark
 
         given = sys.argv[1:] if argv is None else list(argv)
-        command = " ".join(["python -m lab.bench.tsne", *given])
+        command = " ".join(["python -m lab.commands.bench.tsne", *given])
         for method in METHODS:
             record_benchmark(f"tsne-{method}", round(figures[method]["seconds"], 2), "s", command)
             record_benchmark(

@@ -19,9 +19,14 @@ that does not parse) is reported as far as its files go, with a warning on stder
 
 from __future__ import annotations
 
-from lab.report.document import main, write_report
-from lab.report.figures import FIGURE_PATTERNS, _log_scale_if_wide, epoch_curves, run_figures
-from lab.report.reading import (
+from lab.commands.report.document import main, write_report
+from lab.commands.report.figures import (
+    FIGURE_PATTERNS,
+    _log_scale_if_wide,
+    epoch_curves,
+    run_figures,
+)
+from lab.commands.report.reading import (
     MAIN_COLUMNS,
     OPTIONAL_COLUMNS,
     Run,
@@ -30,14 +35,14 @@ from lab.report.reading import (
     read_info,
     read_metrics,
 )
-from lab.report.tables import (
+from lab.commands.report.tables import (
     differing_settings,
     flatten,
     results_table,
     setting_names,
     to_markdown,
 )
-from lab.run_folders import find_runs, is_run_dir, run_ids, runs_below
+from lab.runs.folders import find_runs, is_run_dir, run_ids, runs_below
 
 __all__ = [
     "FIGURE_PATTERNS",

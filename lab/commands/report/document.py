@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lab.report.figures import (
+from lab.commands.report.figures import (
     _image,
     copy_atomically,
     epoch_curves,
@@ -21,11 +21,12 @@ from lab.report.figures import (
     plot_curves,
     run_figures,
 )
-from lab.report.paired import paired_section
-from lab.report.reading import Run, load_run
-from lab.report.tables import metrics_markdown, results_table, settings_markdown
-from lab.run_folders import find_runs, run_ids
-from lab.runs import atomic_write_text, log_root
+from lab.commands.report.paired import paired_section
+from lab.commands.report.reading import Run, load_run
+from lab.commands.report.tables import metrics_markdown, results_table, settings_markdown
+from lab.io import atomic_write_text
+from lab.runs.folders import find_runs, run_ids
+from lab.runs.layout import log_root
 
 
 def write_report(runs: Sequence[Run], out: Path, command: str, now: datetime | None = None) -> Path:

@@ -8,10 +8,10 @@ from itertools import combinations
 
 import pandas as pd
 
-from lab.compare import Comparison, compare_predictions, same_test_set
+from lab.commands.compare import Comparison, compare_predictions, same_test_set
+from lab.commands.report.reading import Run
 from lab.errors import LabError
-from lab.predictions import PREDICTIONS_FILE, read_predictions
-from lab.report.reading import Run
+from lab.runs.predictions import PREDICTIONS_FILE, read_predictions
 
 
 def paired_comparisons(runs: Sequence[Run]) -> list[Comparison]:

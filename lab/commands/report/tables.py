@@ -1,5 +1,5 @@
 """The report's tables: the settings that differ between runs, and the metrics with
-their 95% intervals (see :mod:`lab.predictions`)."""
+their 95% intervals (see :mod:`lab.runs.predictions`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from lab.report.reading import MAIN_COLUMNS, OPTIONAL_COLUMNS, Run
+from lab.commands.report.reading import MAIN_COLUMNS, OPTIONAL_COLUMNS, Run
 
 # Config keys that are not settings of the experiment: names, paths, logging, callbacks.
 _IGNORED_KEYS = {

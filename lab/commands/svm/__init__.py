@@ -9,9 +9,9 @@ A backbone (``backbone``: class path and arguments, e.g. an ImageNet ResNet-50) 
 the images of a data module (``data``) into features: the penultimate vector, the
 classifier's output and/or the raw pixels as the backbone sees them (``layers``). They
 are extracted once per split with the data module's evaluation transform and cached
-(``lab.features``), so every kernel, scaler and later run reuses them. Each setting is a
-``Pipeline([scale, SVC])`` fitted on the training split only (train minus the held-out
-val, unaugmented); it is then only asked for decision values on val and test. The best
+(``lab.commands.svm.features``), so every kernel, scaler and later run reuses them. Each
+setting is a ``Pipeline([scale, SVC])`` fitted on the training split only (train minus
+the held-out val, unaugmented); it is then only asked for decision values on val and test. The best
 setting is the one with the best val accuracy, never chosen by test.
 
 Everything goes to ``<log root>/<experiment>/version_N/``: ``config.yaml`` (resolved),
@@ -19,7 +19,7 @@ Everything goes to ``<log root>/<experiment>/version_N/``: ``config.yaml`` (reso
 Markdown), ``svm.png`` (test accuracy of every setting) and, per setting, a folder
 ``<layer>-<kernel>-<scaler>[-<param>=<v>...]`` with the confusion matrix, per-class
 accuracy and one-vs-rest ROC/AUC of the test split (from the SVM's decision values),
-``predictions.csv`` (its per-image test predictions, see :mod:`lab.predictions`; ``lab
+``predictions.csv`` (its per-image test predictions, see :mod:`lab.runs.predictions`; ``lab
 compare`` takes such a folder) and ``intervals.csv``. The tables show test accuracy
 (Wilson) and macro F1 (bootstrap) with their 95% interval.
 """
@@ -40,11 +40,8 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from lab.data.base import LabDataModule, data_root, dataset_targets
-from lab.errors import LabError
-from lab.features import LAYERS, cached_features, extract_layers
-from lab.runs import atomic_write_text, log_root, versions
-from lab.svm_fit import (
+from lab.commands.svm.features import LAYERS, cached_features, extract_layers
+from lab.commands.svm.fit import (
     _LOADER_ONLY,
     KERNELS,
     SCALERS,
@@ -61,7 +58,11 @@ from lab.svm_fit import (
     run_svm,
     write_setting_predictions,
 )
-from lab.svm_tables import best_row, plot_svm, to_markdown, write_tables
+from lab.commands.svm.tables import best_row, plot_svm, to_markdown, write_tables
+from lab.data.base import LabDataModule, data_root, dataset_targets
+from lab.errors import LabError
+from lab.io import atomic_write_text
+from lab.runs.layout import log_root, versions
 
 __all__ = [
     "KERNELS",
@@ -142,7 +143,7 @@ def build_parser() -> ArgumentParser:
 
 
 def _parse(parser: ArgumentParser, argv: Sequence[str]) -> Namespace:
-    from lab.cli import condense_error
+    from lab.cli.lightning_cli import condense_error
 
     try:
         return parser.parse_args(list(argv))
@@ -264,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise LabError(f"max_train: expected at least 2 (or null for all), got {cfg.max_train}")
     device = _device(cfg.device)
 
-    from lab.cli import resolve_normalization
+    from lab.cli.lightning_cli import resolve_normalization
 
     # normalization: auto -> imagenet for a backbone with torchvision weights, as in `lab fit`
     resolve_normalization({"data": cfg.data, "model": {"init_args": {"backbone": cfg.backbone}}})

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lab.io import atomic_write_text
 from lab.plots import closing_figure, pyplot, save_figure_atomically
-from lab.runs import atomic_write_text
 
 # -- tables and figure ---------------------------------------------------------------------
 

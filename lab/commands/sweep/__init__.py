@@ -25,7 +25,7 @@ metric, ranked by the mean of the first ``--metrics``), and ``sweep.png`` has er
 of one standard deviation. Two settings whose means differ by less than their spread
 are not told apart by the sweep (docs/uncertainty.md).
 
-The grid file format and how a setting becomes ``lab`` arguments: :mod:`lab.sweep_grid`.
+The grid file format and how a setting becomes ``lab`` arguments: :mod:`lab.commands.sweep.grid`.
 """
 
 from __future__ import annotations
@@ -40,12 +40,15 @@ from typing import Any
 
 import pandas as pd
 
-from lab.errors import LabError
-from lab.predictions import run_intervals
-from lab.report import setting_names
-from lab.runs import atomic_write_text, latest_run, log_root, summarize
-from lab.sweep_curves import EPOCH_CURVES, STEP_CURVES, curve_table, plot_curves, write_curves
-from lab.sweep_grid import (
+from lab.commands.report import setting_names
+from lab.commands.sweep.curves import (
+    EPOCH_CURVES,
+    STEP_CURVES,
+    curve_table,
+    plot_curves,
+    write_curves,
+)
+from lab.commands.sweep.grid import (
     Setting,
     _keys,
     _lab,
@@ -57,7 +60,11 @@ from lab.sweep_grid import (
     parse_grid_argument,
     slug,
 )
-from lab.sweep_seeds import aggregate_seeds, plot_sweep, seeds_markdown
+from lab.commands.sweep.seeds import aggregate_seeds, plot_sweep, seeds_markdown
+from lab.errors import LabError
+from lab.io import atomic_write_text
+from lab.runs.layout import latest_run, log_root, summarize
+from lab.runs.predictions import run_intervals
 
 __all__ = [
     "EPOCH_CURVES",
@@ -212,7 +219,7 @@ SEED_METRICS = (
 def seed_table(
     runs: pd.DataFrame, settings: list[Setting], rank_by: str = "test/acc"
 ) -> pd.DataFrame:
-    """The per-setting table of a seeded sweep (see :func:`lab.sweep_seeds.aggregate_seeds`)."""
+    """The per-setting table of a seeded sweep (see ``seeds.aggregate_seeds``)."""
     keys = list(setting_names(_keys(settings)).values())
     metrics = list(dict.fromkeys([rank_by, *SEED_METRICS]))
     return aggregate_seeds(runs, keys, metrics, rank_by)

@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from lab.io import atomic_write_text
 from lab.plots import closing_figure, pyplot, save_figure_atomically
-from lab.runs import atomic_write_text
 
 # Curves of every setting on one figure: metrics over optimizer steps, then per epoch.
 STEP_CURVES = ("train_step/loss", "train_step/acc", "grad_norm/total")
@@ -23,7 +23,7 @@ def curve_table(runs: dict[str, Path]) -> pd.DataFrame:
     folder (``{label: run folder}``); a value logged twice for the same step (a resumed
     run) keeps the later one, ``val/acc`` keeps the last of each epoch. Runs without a
     readable ``metrics.csv`` are left out."""
-    from lab.report import Run, read_metrics
+    from lab.commands.report import Run, read_metrics
 
     columns = ["setting", "step", "metric", "value", "epoch"]
     frames = []
@@ -69,7 +69,7 @@ def plot_curves(table: pd.DataFrame, path: Path, smooth_points: int = 50) -> boo
         return False
     from matplotlib.ticker import MaxNLocator
 
-    from lab.report import _log_scale_if_wide
+    from lab.commands.report import _log_scale_if_wide
 
     plt = pyplot()
 

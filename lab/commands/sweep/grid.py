@@ -35,8 +35,8 @@ from typing import Any
 
 import yaml
 
+from lab.commands.report import setting_names
 from lab.errors import LabError
-from lab.report import setting_names
 
 Setting = dict[str, Any]
 
