@@ -1,5 +1,5 @@
 """The evaluation callbacks: confusion matrix, per-class accuracy, ROC/AUC (against
-scikit-learn), activation maps and gradient norms (against brute force)."""
+scikit-learn), in a real run and on fixed scores."""
 
 from __future__ import annotations
 
@@ -14,11 +14,7 @@ import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from sklearn.metrics import confusion_matrix, recall_score, roc_auc_score, roc_curve
-from torch import nn
-from torch.nn import functional as F
-from torch.utils.data import DataLoader, TensorDataset
 
-from lab.callbacks.activations import ActivationMaps, as_maps, plot_activations
 from lab.callbacks.evaluation import (
     INDEX_NAME,
     TestEvaluation,
@@ -30,13 +26,8 @@ from lab.callbacks.evaluation import (
     plot_roc,
     roc_table,
 )
-from lab.callbacks.gradients import GradientNorms, gradient_norms, group_of
 from lab.errors import LabError
-from lab.models import ResNet
-from lab.tasks import Classifier
-
-PNG = b"\x89PNG\r\n\x1a\n"
-NAMES = ["ant", "bee", "cat", "dog"]
+from tests.callbacks import NAMES, PNG, Data, classifier, quiet_trainer
 
 
 def fixed_scores(n: int = 300, classes: int = 4, present: int | None = None, seed: int = 0):
@@ -220,22 +211,6 @@ def test_roc_figure_legend_names_classes_with_auc_and_is_left_out_beyond_20():
 # -- the callback in a real run ------------------------------------------------------------
 
 
-class Data(L.LightningDataModule):
-    """48 8x8 greyscale images of 3 classes, named as 4 (the last one has no samples)."""
-
-    def __init__(self, n: int = 48) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.y = torch.arange(n) % 3
-        self.x = torch.randn(n, 1, 8, 8, generator=g) + self.y.view(-1, 1, 1, 1).float()
-        self.class_names = NAMES
-
-    def _loader(self):
-        return DataLoader(TensorDataset(self.x, self.y), batch_size=16)
-
-    train_dataloader = val_dataloader = test_dataloader = _loader
-
-
 class Recorder(L.Callback):
     """Keeps the test logits and targets the task returned, to check the files against."""
 
@@ -246,23 +221,6 @@ class Recorder(L.Callback):
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         self.logits.append(outputs["logits"])
         self.targets.append(outputs["targets"])
-
-
-def classifier(num_classes: int = 4) -> Classifier:
-    torch.manual_seed(0)
-    backbone = ResNet(depth=18, in_channels=1, small_input=True)
-    return Classifier(backbone, num_classes=num_classes, embedding_metrics=False)
-
-
-def quiet_trainer(tmp_path: Path, callbacks: list, **kwargs) -> L.Trainer:
-    kwargs.setdefault("logger", TensorBoardLogger(tmp_path, name="run"))
-    return L.Trainer(
-        callbacks=callbacks,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        **kwargs,
-    )
 
 
 def test_callback_writes_every_file_tensorboard_figures_and_the_macro_auc(tmp_path: Path):
@@ -355,194 +313,3 @@ def test_switched_off_parts_are_not_written(tmp_path: Path):
         "per_class_accuracy.png",
     ]
     assert "test/auc_macro" not in trainer.callback_metrics
-
-
-# -- activation maps -----------------------------------------------------------------------
-
-
-def test_activation_maps_written_for_each_layer_and_equal_to_the_layers_outputs(tmp_path: Path):
-    layers = ["backbone.conv1", "backbone.layer1", "backbone.fc"]
-    callback = ActivationMaps(layers, num_images=3, max_channels=5)
-    trainer = quiet_trainer(tmp_path, [callback])
-    model = classifier(num_classes=3)
-    data = Data()
-    trainer.test(model, datamodule=data, verbose=False)
-    run = Path(trainer.log_dir)
-    for layer in layers:
-        assert (run / f"activations_{layer}.png").read_bytes()[:8] == PNG
-    assert not list(run.glob(".*.tmp"))
-
-    # The hooks see what the layers give, for the first images of the first batch.
-    images = data.x[:3]
-    model.train()
-    found = callback.activations(trainer, model, images)
-    assert all(m.training for m in model.modules())  # modes restored
-    model.eval()
-    with torch.no_grad():
-        conv1 = model.backbone.conv1(images)
-        layer1 = model.backbone.layer1(model.backbone.relu(model.backbone.bn1(conv1)))
-        logits = model(images)
-    assert torch.allclose(found["backbone.conv1"], conv1)
-    assert torch.allclose(found["backbone.layer1"], layer1, atol=1e-6)
-    assert torch.allclose(found["backbone.fc"], logits, atol=1e-6)
-
-
-def test_activation_figure_has_a_row_per_image_and_input_plus_max_channels_columns():
-    images = torch.randn(2, 3, 8, 8)
-    figure = plot_activations(images, torch.randn(2, 40, 4, 4), "x", max_channels=6)
-    assert len(figure.axes) == 2 * 7
-    first = np.asarray(figure.axes[1].images[0].get_array())
-    assert first.min() == 0.0 and first.max() == pytest.approx(1.0)
-    assert as_maps(torch.zeros(2, 5)).shape == (2, 1, 1, 5)
-    assert as_maps(torch.zeros(2, 4, 7)).shape == (2, 4, 1, 7)
-
-
-def test_unknown_layer_is_refused_before_training(tmp_path: Path):
-    model = classifier(num_classes=3)
-    before = [p.detach().clone() for p in model.parameters()]
-    callback = ActivationMaps(["backbone.layer9"])
-    trainer = quiet_trainer(tmp_path, [callback], max_epochs=1, limit_train_batches=2)
-    with pytest.raises(LabError, match=r"'backbone.layer9'.*backbone\.layer1"):
-        trainer.fit(model, datamodule=Data())
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
-
-
-def test_activation_maps_at_the_end_of_fit(tmp_path: Path):
-    callback = ActivationMaps(["backbone.layer2"], num_images=2, stage="fit")
-    trainer = quiet_trainer(
-        tmp_path, [callback], max_epochs=1, limit_train_batches=2, limit_val_batches=1
-    )
-    trainer.fit(classifier(num_classes=3), datamodule=Data())
-    assert (Path(trainer.log_dir) / "activations_backbone.layer2.png").read_bytes()[:8] == PNG
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [{"layers": []}, {"num_images": 0}, {"max_channels": 0}, {"stage": "val"}],
-)
-def test_bad_activation_settings_are_refused(kwargs):
-    with pytest.raises(LabError, match="ActivationMaps"):
-        ActivationMaps(**{"layers": ["backbone.conv1"], **kwargs})
-
-
-# -- gradient norms ------------------------------------------------------------------------
-
-
-class Tiny(L.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.encoder = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8))
-        self.head = nn.Linear(8, 3)
-        self.frozen = nn.Linear(3, 3)  # never used: no gradient
-        self.frozen.requires_grad_(False)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        return F.cross_entropy(self.head(self.encoder(x)), y)
-
-    def configure_optimizers(self):
-        return torch.optim.SGD([p for p in self.parameters() if p.requires_grad], lr=0.1)
-
-
-def tiny_loader(n: int = 32) -> DataLoader:
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(n, 4, generator=g)
-    return DataLoader(TensorDataset(x, torch.arange(n) % 3), batch_size=8)
-
-
-class GradRecorder(L.Callback):
-    def __init__(self) -> None:
-        self.grads: list[dict[str, torch.Tensor]] = []
-
-    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-        self.grads.append(
-            {n: p.grad.clone() for n, p in pl_module.named_parameters() if p.grad is not None}
-        )
-
-
-def brute_force(grads: dict[str, torch.Tensor], prefix: str, p: float) -> float:
-    parts = [g.flatten() for n, g in grads.items() if n == prefix or n.startswith(prefix + ".")]
-    return float(torch.linalg.vector_norm(torch.cat(parts), ord=p))
-
-
-def test_group_of_takes_the_first_parts_of_the_name():
-    assert group_of("backbone.layer1.0.conv1.weight", 2) == "backbone.layer1"
-    assert group_of("backbone.layer1.0.conv1.weight", None) == "backbone.layer1.0.conv1.weight"
-    assert group_of("head.bias", 5) == "head.bias"
-
-
-@pytest.mark.parametrize("p", [2.0, 1.0, float("inf")])
-@pytest.mark.parametrize("depth", [None, 1, 2])
-def test_gradient_norms_equal_brute_force(p: float, depth: int | None):
-    model = Tiny()
-    x, y = next(iter(tiny_loader()))
-    model.training_step((x, y), 0).backward()
-    grads = {n: t.grad for n, t in model.named_parameters() if t.grad is not None}
-    norms = gradient_norms(model.named_parameters(), norm_type=p, depth=depth)
-    groups = {group_of(n, depth) for n in grads}
-    assert set(norms) == groups | {"total"}
-    for group in groups:
-        assert float(norms[group]) == pytest.approx(brute_force(grads, group, p), rel=1e-5)
-    everything = torch.cat([g.flatten() for g in grads.values()])
-    assert float(norms["total"]) == pytest.approx(
-        float(torch.linalg.vector_norm(everything, ord=p)), rel=1e-5
-    )
-    only_total = gradient_norms(model.named_parameters(), norm_type=p, per_layer=False)
-    assert set(only_total) == {"total"}
-    assert float(only_total["total"]) == pytest.approx(float(norms["total"]), rel=1e-6)
-
-
-def logged_grad_norms(tmp_path: Path, callback: GradientNorms, steps: int):
-    """Fit ``Tiny`` for ``steps`` steps with ``callback``; the rows of ``metrics.csv`` that
-    hold gradient norms and each step's gradients, as the optimizer saw them."""
-    logger = CSVLogger(tmp_path, name="csv")
-    recorder = GradRecorder()
-    trainer = quiet_trainer(tmp_path, [callback, recorder], logger=logger, max_steps=steps)
-    trainer.fit(Tiny(), train_dataloaders=tiny_loader())
-    table = pd.read_csv(Path(logger.log_dir) / "metrics.csv")
-    rows = table.dropna(subset=["grad_norm/total"]).dropna(axis=1, how="all")
-    return rows.reset_index(drop=True), recorder.grads
-
-
-def test_callback_logs_group_and_total_norms_of_the_step_gradients(tmp_path: Path):
-    rows, grads = logged_grad_norms(tmp_path, GradientNorms(depth=1), steps=1)
-    (grads,) = grads
-    assert len(rows) == 1 and rows["step"].iloc[0] == 0
-    norms = [c for c in rows.columns if c.startswith("grad_norm/")]
-    assert sorted(norms) == ["grad_norm/encoder", "grad_norm/head", "grad_norm/total"]
-    for group in ("encoder", "head"):
-        assert rows[f"grad_norm/{group}"].iloc[0] == pytest.approx(brute_force(grads, group, 2))
-    group_norms = [rows["grad_norm/encoder"].iloc[0], rows["grad_norm/head"].iloc[0]]
-    assert rows["grad_norm/total"].iloc[0] == pytest.approx(float(np.linalg.norm(group_norms)))
-
-
-def test_callback_logs_only_every_n_steps_one_norm_per_parameter_by_default(tmp_path: Path):
-    # log_every_n_steps stays at 50: the callback writes to the loggers itself.
-    rows, grads = logged_grad_norms(tmp_path, GradientNorms(every_n_steps=2), steps=5)
-    assert rows["step"].tolist() == [0, 2, 4]  # and no stale repeats at 1 and 3
-    trainable = [n for n, p in Tiny().named_parameters() if p.requires_grad]
-    assert sorted(c for c in rows.columns if c.startswith("grad_norm/")) == sorted(
-        [f"grad_norm/{n}" for n in trainable] + ["grad_norm/total"]
-    )
-    for (_, row), step_grads in zip(rows.iterrows(), grads[::2], strict=True):
-        for name in trainable:
-            expected = float(torch.linalg.vector_norm(step_grads[name]))
-            assert row[f"grad_norm/{name}"] == pytest.approx(expected, rel=1e-5)
-
-
-def test_callback_without_per_layer_logs_the_total_only(tmp_path: Path):
-    rows, grads = logged_grad_norms(
-        tmp_path, GradientNorms(per_layer=False, norm_type=float("inf")), steps=1
-    )
-    assert [c for c in rows.columns if c.startswith("grad_norm/")] == ["grad_norm/total"]
-    largest = max(float(g.abs().max()) for g in grads[0].values())
-    assert rows["grad_norm/total"].iloc[0] == pytest.approx(largest)
-
-
-@pytest.mark.parametrize(
-    "kwargs", [{"every_n_steps": 0}, {"norm_type": 0}, {"norm_type": float("nan")}, {"depth": 0}]
-)
-def test_bad_gradient_settings_are_refused(kwargs):
-    with pytest.raises(LabError, match="GradientNorms"):
-        GradientNorms(**kwargs)

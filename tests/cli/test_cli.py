@@ -19,10 +19,11 @@ from lab.data.fakes.idx import write_idx
 from lab.data.fakes.stl10 import write_stl10
 from lab.data.fakes.tiny_imagenet import write_tiny_imagenet
 from tests.conftest import ALL_EXPERIMENTS, EXPERIMENTS, REPO
+from tests.helpers import short_fit
 
 DEMO = REPO / "experiments" / "demo.yaml"
 # A few batches per epoch: enough to exercise every stage in seconds.
-SHORT = ["--trainer.limit_train_batches=3", "--trainer.limit_val_batches=1"]
+SHORT = short_fit(None, 3)
 
 
 def _fake(write, *extra: str):

@@ -21,12 +21,9 @@ from lab.commands.record import (
 from lab.errors import LabError
 from lab.runs import summarize
 from tests.conftest import REPO
+from tests.helpers import short_fit
 
-SHORT = [
-    "--trainer.max_epochs=1",
-    "--trainer.limit_train_batches=2",
-    "--trainer.limit_val_batches=1",
-]
+SHORT = short_fit()
 
 
 def fake_run(root, experiment="demo", version=0, acc=0.9, seconds=12.5, dirty=False):

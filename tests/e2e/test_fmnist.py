@@ -11,10 +11,11 @@ from lab.cli import main
 from lab.data.fakes.idx import write_idx
 from lab.models.weights import backbone_state_dict
 from tests.conftest import REPO
+from tests.helpers import short_fit
 
 EXPERIMENTS = REPO / "experiments"
 FIXTURE = ["--data.init_args.verify=false", "--trainer.max_epochs=1"]
-SHORT = ["--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"]
+SHORT = short_fit(None)
 
 
 def test_fmnist_ce_backbone_feeds_the_svm_table_and_the_transfer_runs(lab, workdir, capsys):

@@ -16,16 +16,11 @@ import yaml
 from lab.callbacks.reliability import DivergenceGuard, NonFiniteLossError
 from lab.errors import LabError
 from tests.conftest import REPO
+from tests.helpers import short_fit
 
 DEMO = REPO / "experiments" / "demo.yaml"
 # 2 epochs of 4 steps; validation (and the epoch-end checkpoint) after each epoch.
-SHORT = [
-    "--trainer.max_epochs=2",
-    "--trainer.limit_train_batches=4",
-    "--trainer.limit_val_batches=1",
-    "--trainer.log_every_n_steps=1",
-    "--data.init_args.batch_size=16",
-]
+SHORT = short_fit(2, 4, 1, "--trainer.log_every_n_steps=1", "--data.init_args.batch_size=16")
 
 
 def _inject(callback: str, **init_args) -> str:

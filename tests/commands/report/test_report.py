@@ -26,13 +26,10 @@ from lab.commands.report import (
 from lab.errors import LabError
 from lab.runs.stats import wilson_interval
 from tests.conftest import QUIET, REPO
+from tests.helpers import short_fit
 
 DEMO = REPO / "experiments" / "demo.yaml"
-SHORT = [
-    "--trainer.max_epochs=2",
-    "--trainer.limit_train_batches=3",
-    "--trainer.limit_val_batches=1",
-]
+SHORT = short_fit(2, 3)
 # Small batches, one small test batch and no reference pass: seconds, not minutes.
 FAST = [
     "--trainer.num_sanity_val_steps=0",

@@ -11,14 +11,10 @@ from lab.commands.sweep import expand, load_grid_file, parse_grid_argument, slug
 from lab.commands.sweep import main as sweep
 from lab.errors import LabError
 from tests.conftest import QUIET, REPO
+from tests.helpers import short_fit
 
 DEMO = str(REPO / "experiments" / "demo.yaml")
-TINY = [
-    "--trainer.max_epochs=1",
-    "--trainer.limit_train_batches=2",
-    "--trainer.limit_val_batches=1",
-    *QUIET,
-]
+TINY = short_fit(1, 2, 1, *QUIET)
 
 
 def test_grid_arguments_are_yaml_lists():

@@ -1,26 +1,5 @@
-"""Training on several processes (DDP) gives what one process gives on the global batch.
-
-Two CPU processes (gloo) are started once for the whole module; each runs every scenario
-and saves what it saw, and the tests compare that with one process here:
-
-- the batch-hard and the sampled triplet loss, computed on every process's embeddings
-  (``lab.distributed.gather_with_grad``): the loss, and the parameter gradient of a
-  DDP-wrapped layer, equal those of one process on the global batch, also when the
-  processes hold unequal batches (a last batch);
-- the nearest-centre task's class centres: the mean of every process's training
-  embeddings, also with two validations in one epoch;
-- the center loss: after a few steps of a Lightning ``Trainer(strategy="ddp", devices=2)``
-  the centers are bit-identical on both processes and equal the one-process run's;
-- a Lightning test of a seeded Classifier on digits: the same test/acc, test/macro_f1 and
-  embedding metrics as one process, and the evaluation files written once, by rank 0,
-  equal to one process's. The 360 test digits split evenly (180 per process): on an
-  odd-sized split Lightning's DistributedSampler repeats a sample, which torchmetrics'
-  test/acc and test/macro_f1 then count twice (the embedding metrics, the confusion
-  matrix and the t-SNE drop it: ``lab.distributed.gather_split``).
-
-The backbones have no BatchNorm: each process would normalise its own half-batch, which
-is DDP's documented behaviour (SyncBatchNorm runs only on GPUs), not a bug of ours.
-"""
+"""What the DDP tests share: the scenarios each of the two processes runs, the worker
+that runs them all, and the one-process references (the tests: test_ddp_*.py)."""
 
 from __future__ import annotations
 
@@ -32,11 +11,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import lightning as L
-import pandas as pd
-import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from lightning.pytorch.loggers import CSVLogger
 from threadpoolctl import threadpool_limits
 from torch import nn
@@ -45,10 +21,11 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from lab.callbacks import TestEvaluation, TSNEPlot
 from lab.data import DigitsDataModule
-from lab.distributed import gather_rows, gather_split, gather_with_grad, world_size
+from lab.distributed import gather_rows, gather_split
 from lab.losses import BatchHardTripletLoss, CenterLoss, CrossEntropy, SampledTripletLoss
 from lab.models import MLP
 from lab.tasks import Classifier
+from tests import helpers
 
 WORLD = 2
 # Rows of the global batch held by each process: equal halves, and a short last batch.
@@ -87,13 +64,8 @@ def loss_call(name: str) -> tuple[nn.Module, dict]:
 
 
 def quiet_trainer(**kwargs) -> L.Trainer:
-    defaults = dict(
-        accelerator="cpu",
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
-    return L.Trainer(**{**defaults, **kwargs})
+    """``helpers.quiet_trainer`` on the CPU, with Lightning's default logger unless told."""
+    return helpers.quiet_trainer(**{"accelerator": "cpu", "logger": True, **kwargs})
 
 
 def trainer_kwargs(devices: int) -> dict:
@@ -299,21 +271,6 @@ def worker(rank: int, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
-@pytest.fixture(scope="module")
-def ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
-    """The run folder and what each of the two processes saved."""
-    out = tmp_path_factory.mktemp("ddp")
-    # Forked, the processes start with torch, Lightning and lab already imported (spawned,
-    # each would spend many seconds importing them again).
-    mp.start_processes(
-        worker, args=(free_port(), str(out)), nprocs=WORLD, join=True, start_method="fork"
-    )
-    return out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
-
-
-# -- the comparisons ---------------------------------------------------------------------
-
-
 def one_process_triplet(name: str) -> dict[str, torch.Tensor]:
     x, y = triplet_batch()
     model = embedder()
@@ -328,124 +285,3 @@ def one_process_triplet(name: str) -> dict[str, torch.Tensor]:
         "weight_grad": model.weight.grad,
         "bias_grad": model.bias.grad,
     }
-
-
-@pytest.mark.parametrize("split", list(SPLITS))
-@pytest.mark.parametrize("name", list(LOSSES))
-def test_triplet_loss_and_gradients_on_two_ranks_equal_one_process(ranks, name, split):
-    _, saved = ranks
-    expected = one_process_triplet(name)
-    bounds = SPLITS[split]
-    for rank, result in enumerate(saved):
-        got = result["triplet"][name, split]
-        torch.testing.assert_close(got["loss"], expected["loss"])  # the global batch's loss
-        # After DDP's averaging, each process's parameter gradient is the global one...
-        torch.testing.assert_close(got["weight_grad"], expected["weight_grad"])
-        torch.testing.assert_close(got["bias_grad"], expected["bias_grad"])
-        # ...because each process's own rows got WORLD times their global-batch gradient.
-        rows = slice(bounds[rank], bounds[rank + 1])
-        torch.testing.assert_close(got["embedding_grad"] / WORLD, expected["embedding_grad"][rows])
-    assert expected["weight_grad"].abs().sum() > 0  # the comparison is not of zeros
-
-
-def test_without_gathering_each_rank_mines_its_own_batch(ranks):
-    _, saved = ranks
-    x, y = triplet_batch()
-    for rank, result in enumerate(saved):
-        rows = slice(rank * 8, rank * 8 + 8)
-        expected = BatchHardTripletLoss()(embedder()(x[rows]), y[rows])
-        torch.testing.assert_close(result["triplet"]["local"], expected)
-    assert not torch.allclose(saved[0]["triplet"]["local"], saved[1]["triplet"]["local"])
-
-
-def test_sampled_triplets_drawn_without_a_generator_are_the_same_on_every_rank(ranks):
-    _, saved = ranks
-    # Different global random states per process, yet the same triplets and loss.
-    assert torch.equal(saved[0]["triplet"]["shared_draw"], saved[1]["triplet"]["shared_draw"])
-
-
-def test_gather_split_puts_the_split_back_in_order_without_padding(ranks):
-    _, saved = ranks
-    for rank, result in enumerate(saved):
-        gathered = result["gathering"]
-        assert gathered["sharded"].tolist() == list(range(7))  # not 8: the padding is gone
-        # Unsharded, every process evaluated the whole split: nothing is gathered.
-        assert gathered["unsharded"].tolist() == ([0, 2, 4, 6], [1, 3, 5, 0])[rank]
-        assert gathered["rows"].tolist() == [[0, 0]] * 3 + [[1, 1]]
-
-
-def test_gathering_is_a_no_op_in_one_process():
-    assert world_size() == 1
-    x = torch.randn(3, 2, requires_grad=True)
-    assert gather_with_grad(x) is x and gather_rows(x) is x
-
-
-def test_center_loss_centers_identical_on_ranks_and_equal_to_one_process(ranks):
-    _, saved = ranks
-    first, second = (result["center"] for result in saved)
-    assert torch.equal(first["centers"], second["centers"])  # bit for bit
-    assert torch.equal(first["weight"], second["weight"])
-    expected = center_run(1)
-    torch.testing.assert_close(first["centers"], expected["centers"])
-    torch.testing.assert_close(first["weight"], expected["weight"])
-    L.seed_everything(0, verbose=False)  # the centers did move, from their seeded start
-    start = (
-        Classifier(
-            MLP(hidden=[16], in_channels=1, image_size=8),
-            num_classes=4,
-            losses=[CrossEntropy(), CenterLoss()],
-        )
-        .losses[1]
-        .centers
-    )
-    assert not torch.allclose(first["centers"], start)
-
-
-def test_class_centres_are_the_mean_of_every_ranks_training_embeddings(ranks):
-    # DDP broadcasts buffers from rank 0 at every forward, and an in-place all-reduce
-    # would count the first half of the epoch twice at the second validation: neither
-    # may change the centres, the class means of all 64 training images' embeddings.
-    _, saved = ranks
-    model = centres_model().eval()
-    x, y = centres_data().tensors
-    with torch.no_grad():
-        features = model.features(x)
-    expected = torch.stack([features[y == c].mean(0) for c in range(4)])
-    for result in saved:
-        assert bool(result["centres"]["present"].all())
-        torch.testing.assert_close(result["centres"]["centres"], expected)
-
-
-def test_test_metrics_and_files_on_two_ranks_equal_one_process(ranks, tmp_path):
-    out, saved = ranks
-    expected = digits_test(1, tmp_path)
-    names = ["test/acc", "test/macro_f1", "test/loss", "test/knn_acc", "test/centroid_acc"]
-    names += ["test/precision_at_1", "test/map_at_r", "test/r_precision", "test/auc_macro"]
-    names += [f"test/class_acc/{d}" for d in range(10)]
-    assert set(names) <= set(expected)
-    for result in saved:
-        for name in names:
-            assert result["metrics"][name] == pytest.approx(expected[name], abs=1e-6), name
-    # Written once, by rank 0; and the same files as one process writes.
-    files = ["confusion_matrix.csv", "per_class_accuracy.csv", "auc.csv", "tsne.csv"]
-    assert saved[1]["written"] == []
-    for file in [*files, "tsne.png", "roc.png", "confusion_matrix.png"]:
-        assert saved[0]["written"].count(file) == 1, file
-    for file in files:
-        got = pd.read_csv(out / "ddp" / "run" / "version_0" / file)
-        want = pd.read_csv(tmp_path / "run" / "version_0" / file)
-        pd.testing.assert_frame_equal(got, want, check_exact=False, atol=1e-4)
-    confusion = pd.read_csv(out / "ddp" / "run" / "version_0" / "confusion_matrix.csv")
-    assert confusion.iloc[:, 1:].to_numpy().sum() == 360  # each test image once
-
-
-def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_step(ranks):
-    _, results = ranks
-    outcomes = [r["divergence"] for r in results]
-    assert all(o["raised"] for o in outcomes), outcomes
-    # Poisoned at step 2; the guard looks every 50 steps and at the epoch's end (step 4
-    # here: 64 images, batches of 8, 2 ranks), and every rank stops there together.
-    assert [o["step"] for o in outcomes] == [4, 4]
-    assert (
-        "non-finite loss" in outcomes[0]["message"] or "non-finite loss" in outcomes[1]["message"]
-    )
