@@ -35,7 +35,9 @@ from lab.cli.configs import expand_bases, strip_base
 from lab.cli.loggers import AppendingCSVLogger
 from lab.models.weights import is_weights_path, normalize_weights
 from lab.runs.layout import (
+    LATEST_PREFIX,
     check_checkpoint,
+    latest_checkpoint,
     latest_run,
     log_root,
     resolve_checkpoint,
@@ -206,8 +208,9 @@ class LabCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
         config["experiment"] = self._experiment_name(config)
-        resolve_normalization(config)
         root = log_root(config.get("log_root"))
+        resolve_latest_weights(config, root)
+        resolve_normalization(config)
         experiment_dir = root / config["experiment"]
         ckpt_path = config.get("ckpt_path")
         if ckpt_path == "auto":  # resume if there is something to resume, else start
@@ -251,6 +254,24 @@ class LabCLI(LightningCLI):
         return trainer
 
 
+def _backbone_init(config: Any) -> Any:
+    """``model.init_args.backbone.init_args`` of a config, or None."""
+    model_init = (config.get("model") or {}).get("init_args") or {}
+    backbone = model_init.get("backbone") if hasattr(model_init, "get") else None
+    backbone_init = backbone.get("init_args") if hasattr(backbone, "get") else None
+    return backbone_init if hasattr(backbone_init, "get") else None
+
+
+def resolve_latest_weights(config: Any, root: Path) -> None:
+    """Backbone ``weights: last:<experiment>`` becomes the ``last.ckpt`` of that
+    experiment's newest run under ``root`` (the rule of ``--ckpt_path last``); the saved
+    config records the file."""
+    backbone_init = _backbone_init(config)
+    weights = backbone_init.get("weights") if backbone_init is not None else None
+    if isinstance(weights, str) and weights.startswith(LATEST_PREFIX):
+        backbone_init["weights"] = str(latest_checkpoint(weights, root))
+
+
 def resolve_normalization(config: Any) -> None:
     """``data.normalization: auto`` becomes ``imagenet`` when the model's backbone starts
     from torchvision's (ImageNet) weights, else ``dataset``; the saved config records it."""
@@ -258,10 +279,8 @@ def resolve_normalization(config: Any) -> None:
     init = data.get("init_args") if data is not None and hasattr(data, "get") else None
     if init is None or init.get("normalization") != "auto":
         return
-    model_init = (config.get("model") or {}).get("init_args") or {}
-    backbone = model_init.get("backbone") if hasattr(model_init, "get") else None
-    backbone_init = backbone.get("init_args") if hasattr(backbone, "get") else None
-    weights = backbone_init.get("weights") if hasattr(backbone_init, "get") else None
+    backbone_init = _backbone_init(config)
+    weights = backbone_init.get("weights") if backbone_init is not None else None
     weights = normalize_weights(weights) if isinstance(weights, str) else None
     pretrained = weights is not None and not is_weights_path(weights)
     init["normalization"] = "imagenet" if pretrained else "dataset"

@@ -53,6 +53,23 @@ def latest_run(experiment_dir: Path, with_checkpoint: bool = False) -> Path | No
     return None
 
 
+# A backbone's ``weights: last:<experiment>``: that experiment's newest last.ckpt.
+LATEST_PREFIX = "last:"
+
+
+def latest_checkpoint(reference: str, root: Path) -> Path:
+    """``last:<experiment>``: ``checkpoints/last.ckpt`` of the newest run of that experiment
+    under ``root`` that has one."""
+    experiment = reference.removeprefix(LATEST_PREFIX)
+    run = latest_run(Path(root) / experiment, with_checkpoint=True)
+    if run is None:
+        raise LabError(
+            f"weights {reference}: no run of {experiment} with checkpoints/last.ckpt under "
+            f"{root}; train it first (make {experiment})"
+        )
+    return run / "checkpoints" / "last.ckpt"
+
+
 def run_dir_of_checkpoint(ckpt: Path) -> Path | None:
     """The run folder a checkpoint belongs to (``.../version_N/checkpoints/x.ckpt``), if any."""
     ckpt = Path(ckpt)

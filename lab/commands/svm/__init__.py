@@ -40,6 +40,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from lab.cli.lightning_cli import condense_error, resolve_latest_weights, resolve_normalization
 from lab.commands.svm.features import LAYERS, cached_features, extract_layers
 from lab.commands.svm.fit import (
     _LOADER_ONLY,
@@ -143,7 +144,6 @@ def build_parser() -> ArgumentParser:
 
 
 def _parse(parser: ArgumentParser, argv: Sequence[str]) -> Namespace:
-    from lab.cli.lightning_cli import condense_error
 
     try:
         return parser.parse_args(list(argv))
@@ -265,10 +265,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise LabError(f"max_train: expected at least 2 (or null for all), got {cfg.max_train}")
     device = _device(cfg.device)
 
-    from lab.cli.lightning_cli import resolve_normalization
-
-    # normalization: auto -> imagenet for a backbone with torchvision weights, as in `lab fit`
-    resolve_normalization({"data": cfg.data, "model": {"init_args": {"backbone": cfg.backbone}}})
+    # weights: last:<experiment> -> that run's last.ckpt, and normalization: auto ->
+    # imagenet for a backbone with torchvision weights, as in `lab fit`
+    config = {"data": cfg.data, "model": {"init_args": {"backbone": cfg.backbone}}}
+    resolve_latest_weights(config, log_root(cfg.log_root))
+    resolve_normalization(config)
     data = _build(cfg.data, "data")
     if not isinstance(data, LabDataModule):
         raise LabError(f"data: expected a lab.data data module, got {cfg.data.class_path}")
