@@ -3,16 +3,15 @@ curves, and the figures the runs wrote, copied beside the report."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
 
+from lab.io import atomic_path
 from lab.plots import closing_figure, pyplot, save_figure_atomically
 
 # Figures a run folder may hold, shown side by side (``*`` patterns: one kind per file
@@ -141,15 +140,8 @@ def run_figures(run_dir: Path) -> dict[str, Path]:
 
 def copy_atomically(source: Path, target: Path) -> None:
     """Copy a file via a temporary file in the target's folder and a rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _image(relative: str, width: int) -> str:

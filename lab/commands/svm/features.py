@@ -14,7 +14,6 @@ new file, and a file that cannot be read is recomputed, never trusted.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
@@ -27,6 +26,7 @@ from torch import nn
 
 from lab.data.cache import fingerprint
 from lab.errors import LabError
+from lab.io import atomic_path
 
 Layer = Literal["penultimate", "logits", "pixels"]
 LAYERS: tuple[str, ...] = ("penultimate", "logits", "pixels")
@@ -125,15 +125,9 @@ def _read(path: Path) -> Features:
 
 
 def _write(path: Path, features: np.ndarray, labels: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:  # a handle: np.savez would add ".npz" to a name
-            np.savez(handle, features=features, labels=labels)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # A handle: np.savez would add ".npz" to the temporary file's name.
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, features=features, labels=labels)
 
 
 def cached_features(
