@@ -34,13 +34,12 @@ from lab.callbacks.reliability import DivergenceGuard, Interruption
 from lab.cli.configs import expand_bases, strip_base
 from lab.cli.loggers import AppendingCSVLogger
 from lab.models.weights import is_weights_path, normalize_weights
+from lab.runs.checkpoints import check_checkpoint, resolve_checkpoint
 from lab.runs.layout import (
     LATEST_PREFIX,
-    check_checkpoint,
     latest_checkpoint,
     latest_run,
     log_root,
-    resolve_checkpoint,
     run_dir_of_checkpoint,
 )
 

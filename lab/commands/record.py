@@ -26,7 +26,8 @@ import pandas as pd
 
 from lab.errors import LabError
 from lab.io import atomic_write_text
-from lab.runs.layout import latest_run, log_root, read_run_info, summarize
+from lab.runs.layout import latest_run, log_root, read_run_info
+from lab.runs.metrics import summarize
 from lab.runs.predictions import PREDICTIONS_FILE, read_predictions
 from lab.runs.stats import format_interval, wilson_interval
 
@@ -179,6 +180,7 @@ def record_benchmark(
     name: str, figure: float, unit: str, command: str, results: Path | None = None
 ) -> dict[str, Any]:
     """Append one benchmark figure to ``benchmarks.csv``, with this machine and commit."""
+    # Imported here, not at the top: `lab record` itself needs neither torch nor Lightning.
     import torch
 
     from lab.callbacks.run_record import git_state

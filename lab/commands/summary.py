@@ -15,7 +15,8 @@ from typing import Any
 import pandas as pd
 
 from lab.runs.folders import find_runs
-from lab.runs.layout import log_root, summarize
+from lab.runs.layout import log_root
+from lab.runs.metrics import summarize
 from lab.runs.predictions import run_intervals
 
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 from lab.commands.report.document import main, write_report
 from lab.commands.report.figures import (
     FIGURE_PATTERNS,
-    _log_scale_if_wide,
     epoch_curves,
+    log_scale_if_wide,
     run_figures,
 )
 from lab.commands.report.reading import (
@@ -49,7 +49,7 @@ __all__ = [
     "MAIN_COLUMNS",
     "OPTIONAL_COLUMNS",
     "Run",
-    "_log_scale_if_wide",
+    "log_scale_if_wide",
     "differing_settings",
     "epoch_curves",
     "find_runs",

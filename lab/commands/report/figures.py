@@ -58,7 +58,7 @@ def _plot_panel(axes: Any, curves: pd.DataFrame, kind: str) -> bool:
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel(kind)
     if kind == "loss":
-        _log_scale_if_wide(axes)
+        log_scale_if_wide(axes)
     if drawn:
         axes.legend(fontsize=8)
     else:
@@ -66,7 +66,7 @@ def _plot_panel(axes: Any, curves: pd.DataFrame, kind: str) -> bool:
     return drawn
 
 
-def _log_scale_if_wide(axes: Any) -> None:
+def log_scale_if_wide(axes: Any) -> None:
     """A log y-axis when the plotted values are positive and span more than 100x (e.g. a
     first epoch whose loss dwarfs the rest), so the later epochs stay readable."""
     values = [v for line in axes.get_lines() for v in line.get_ydata() if v == v]
@@ -105,7 +105,7 @@ def plot_comparison(curves: dict[str, pd.DataFrame], path: Path) -> None:
                     drawn = True
             axes.set_title(column)
             if column.endswith("loss"):
-                _log_scale_if_wide(axes)
+                log_scale_if_wide(axes)
             axes.set_xlabel("epoch")
             axes.xaxis.set_major_locator(MaxNLocator(integer=True))
             if drawn:

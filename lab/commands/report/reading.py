@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from lab.errors import LabError
-from lab.runs.layout import summarize
+from lab.runs.metrics import summarize
 from lab.runs.predictions import run_intervals
 
 # Always in the results table (blank where a run lacks them), then these when any run has them.

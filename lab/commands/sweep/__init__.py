@@ -63,7 +63,8 @@ from lab.commands.sweep.grid import (
 from lab.commands.sweep.seeds import aggregate_seeds, plot_sweep, seeds_markdown
 from lab.errors import LabError
 from lab.io import atomic_write_text
-from lab.runs.layout import latest_run, log_root, summarize
+from lab.runs.layout import latest_run, log_root
+from lab.runs.metrics import summarize
 from lab.runs.predictions import run_intervals
 
 __all__ = [

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from lab.commands.report import Run, log_scale_if_wide, read_metrics
 from lab.io import atomic_write_text
 from lab.plots import closing_figure, pyplot, save_figure_atomically
 
@@ -23,8 +24,6 @@ def curve_table(runs: dict[str, Path]) -> pd.DataFrame:
     folder (``{label: run folder}``); a value logged twice for the same step (a resumed
     run) keeps the later one, ``val/acc`` keeps the last of each epoch. Runs without a
     readable ``metrics.csv`` are left out."""
-    from lab.commands.report import Run, read_metrics
-
     columns = ["setting", "step", "metric", "value", "epoch"]
     frames = []
     for label, run_dir in runs.items():
@@ -69,8 +68,6 @@ def plot_curves(table: pd.DataFrame, path: Path, smooth_points: int = 50) -> boo
         return False
     from matplotlib.ticker import MaxNLocator
 
-    from lab.commands.report import _log_scale_if_wide
-
     plt = pyplot()
 
     settings = list(dict.fromkeys(table["setting"]))
@@ -114,7 +111,7 @@ def plot_curves(table: pd.DataFrame, path: Path, smooth_points: int = 50) -> boo
                 axis.set_xscale("symlog", linthresh=10)
             axis.set_xlabel("optimizer step")
         if metric.endswith("loss") or metric.startswith("grad_norm"):
-            _log_scale_if_wide(axis)
+            log_scale_if_wide(axis)
         smoothed = max(windows, default=1) > 1
         axis.set_title(metric + (" (moving average)" if smoothed else ""))
         axis.grid(alpha=0.3)

@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from lab.cli import main
 from lab.commands.report import setting_names
 from lab.errors import LabError
 
@@ -156,8 +157,6 @@ def _overrides(base: list[str], setting: Setting) -> list[str]:
 
 def _lab(args: list[str]) -> tuple[int, str]:
     """Run ``lab`` in-process; its exit code and the last line it wrote to stderr."""
-    from lab.cli import main
-
     stderr = io.StringIO()
     code = 0
     with contextlib.redirect_stderr(stderr):

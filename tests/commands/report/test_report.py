@@ -332,11 +332,11 @@ def test_only_the_last_validation_tsne_is_shown(tmp_path: Path):
 def test_a_loss_spanning_more_than_100x_is_drawn_on_a_log_axis():
     from matplotlib import pyplot as plt
 
-    from lab.commands.report import _log_scale_if_wide
+    from lab.commands.report import log_scale_if_wide
 
     for values, scale in (([158415.0, 10.4, 1.4], "log"), ([2.3, 1.1, 0.4], "linear")):
         figure, axes = plt.subplots()
         axes.plot([0, 1, 2], values)
-        _log_scale_if_wide(axes)
+        log_scale_if_wide(axes)
         assert axes.get_yscale() == scale
         plt.close(figure)
