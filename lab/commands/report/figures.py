@@ -14,7 +14,9 @@ import pandas as pd
 from lab.io import atomic_path
 from lab.plots import closing_figure, pyplot, save_figure_atomically
 
-# Figures a run folder may hold, shown side by side (``*`` patterns: one kind per file
+# Figures a run folder may hold, shown side by side in this order (a ``*`` pattern stands
+# for one kind of figure in several files, e.g. one activation map per layer; LAST_ONLY's
+# kinds show only their last file).
 FIGURE_PATTERNS = (
     # before/: the test split before fine-tuning (lab.callbacks.BeforeFitEvaluation)
     "before/confusion_matrix.png",

@@ -20,7 +20,6 @@ from lab.runs.metrics import summarize
 from lab.runs.predictions import run_intervals
 
 # Always in the results table (blank where a run lacks them), then these when any run has them.
-# Always in the results table (blank where a run lacks them), then these when any run has them.
 MAIN_COLUMNS = ("test/acc", "test/acc_top5", "best val/acc", "epochs", "fit seconds")
 OPTIONAL_COLUMNS = (
     "before/acc",  # before fine-tuning (lab.callbacks.BeforeFitEvaluation)
@@ -31,7 +30,6 @@ OPTIONAL_COLUMNS = (
     "test/macro_f1",
     "test/auc_macro",
 )
-# Figures a run folder may hold, shown side by side (``*`` patterns: one kind per file
 
 
 @dataclass
