@@ -5,13 +5,13 @@ or :func:`publish_figure` and closed by :func:`closing_figure`."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from lab.io import atomic_path
 
 
 def pyplot() -> ModuleType:
@@ -27,14 +27,8 @@ def pyplot() -> ModuleType:
 
 def save_figure_atomically(figure: Any, path: Path) -> None:
     """Save a matplotlib figure as PNG via a temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            figure.savefig(handle, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        figure.savefig(handle, format="png")
 
 
 def publish_figure(

@@ -40,9 +40,9 @@ from lab.callbacks.figures import figure_writer, task_class_names
 from lab.callbacks.figures import run_dir as run_folder
 from lab.distributed import gather_split
 from lab.errors import LabError
+from lab.io import atomic_write_text
 from lab.plots import publish_figure, pyplot
-from lab.predictions import write_split_predictions
-from lab.runs import atomic_write_text
+from lab.runs.predictions import write_split_predictions
 
 __all__ = [
     "INDEX_NAME",
@@ -139,7 +139,7 @@ class TestEvaluation(BatchEndCallback):
       one-vs-rest curve), ``roc.png`` and ``auc.csv`` (``class, class_name, auc`` and a
       last ``-1, macro`` row). Undefined classes: see the module's docstring;
     - ``predictions.csv`` (one row per test image) and ``intervals.csv`` (95% intervals of
-      the test accuracy, macro F1 and macro AUC): see :mod:`lab.predictions`.
+      the test accuracy, macro F1 and macro AUC): see :mod:`lab.runs.predictions`.
 
     Each figure also goes to the first logger that takes figures (TensorBoard) as
     ``test/confusion_matrix``, ``test/per_class_accuracy`` and ``test/roc``; the macro AUC

@@ -16,8 +16,9 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
 from lab.callbacks.figures import run_dir as run_folder
+from lab.io import atomic_write_text
 from lab.models.freeze import count_parameters
-from lab.runs import atomic_write_text, read_run_info
+from lab.runs.layout import read_run_info
 
 _PACKAGES = ("lab", "torch", "torchvision", "lightning", "torchmetrics", "scikit-learn", "numpy")
 

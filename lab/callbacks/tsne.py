@@ -27,8 +27,8 @@ from lab.callbacks.figures import figure_writer, task_class_names
 from lab.callbacks.figures import run_dir as run_folder
 from lab.distributed import gather_split
 from lab.errors import LabError
+from lab.io import atomic_write_text
 from lab.plots import closing_figure, publish_figure, pyplot
-from lab.runs import atomic_write_text
 
 
 def subsample(targets: np.ndarray, max_points: int, seed: int = 0) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from lab.errors import LabError
-from lab.runs import atomic_write_text
+from lab.io import atomic_path, atomic_write_text
 
 
 def decode_image(path: Path, size: tuple[int, int], channels: int = 3) -> np.ndarray:
@@ -93,9 +93,8 @@ def _build(
 ) -> np.ndarray:
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     meta_file.unlink(missing_ok=True)  # a stale fingerprint must never vouch for new data
-    tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
     shape = (len(files), size[1], size[0], channels)
-    try:
+    with atomic_path(cache_file) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
 
         def fill(i: int) -> None:
@@ -105,9 +104,5 @@ def _build(
             list(pool.map(fill, range(len(files))))
         out.flush()
         out = None  # drop the memmap (closing its file) before the rename
-        os.replace(tmp, cache_file)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     atomic_write_text(meta_file, json.dumps({"fingerprint": expected, "shape": shape}) + "\n")
     return np.load(cache_file, mmap_mode="r")

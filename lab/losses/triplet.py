@@ -49,11 +49,6 @@ def safe_sqrt(x: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(x.masked_fill(zero, 1.0)).masked_fill(zero, 0.0)
 
 
-def pairwise_distances(embeddings: torch.Tensor) -> torch.Tensor:
-    """Euclidean distances ``(B, B)``, with a finite gradient where a distance is 0."""
-    return safe_sqrt(squared_distances(embeddings))
-
-
 def mining_groups(same: torch.Tensor, group_samples: int) -> torch.Tensor:
     """Each sample's group ``(B,)`` from the same-class matrix ``same`` ``(B, B)``: its
     place among its class's samples in the batch (0, 1, ... in batch order: how many

@@ -56,7 +56,6 @@ class PooledBackbone(Backbone, ABC):
         """Add the embedding layer, the dropout and the classifier after a trunk whose
         pooled vector has ``trunk_features`` values: call ``check_head_options`` before
         building the trunk, this after it."""
-        self.trunk_features = trunk_features
         self.embedding = (
             nn.Linear(trunk_features, embedding_dim) if embedding_dim else nn.Identity()
         )

@@ -98,9 +98,6 @@ class ResNet(PooledBackbone):
         if weights is not None and not is_weights_path(weights):
             imagenet_fc = load_pretrained(trunk, depth, weights)
         self.weights = weights
-        self.depth = depth
-        self.in_channels = in_channels
-        self.small_input = small_input
         # Keep torchvision's module names (conv1, bn1, layer1..layer4) so that layer-wise
         # freezing policies and activation hooks can address them by name.
         self.conv1, self.bn1, self.relu, self.maxpool = (

@@ -39,8 +39,8 @@ from torch.nn import functional as F
 
 from lab.callbacks.figures import figure_writer
 from lab.errors import LabError
+from lab.io import atomic_write_text
 from lab.plots import closing_figure, publish_figure, pyplot
-from lab.runs import atomic_write_text
 from lab.tasks.classifier import Classifier
 
 STAGES_FILE = "pretrain_stages.csv"

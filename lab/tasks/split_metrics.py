@@ -6,7 +6,7 @@ macro F1 and per-class accuracy plus the embedding metrics against the reference
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from typing import Any
 
@@ -20,10 +20,18 @@ from lab.metrics import embedding_metrics, retrieval_metrics
 
 class SplitMetrics:
     """A mixin of :class:`lab.tasks.Classifier` (put before ``LightningModule`` in the
-    bases so its hooks are the ones called). It uses the task's ``_collected`` (stage ->
-    kept tensors), ``_reference`` (the embedded reference split), ``embedding_metrics``,
-    ``means`` (class centres or None), ``num_classes``, ``knn_k``, ``features``,
-    ``prepare`` and ``class_names``."""
+    bases so its hooks are the ones called). What it reads of the task is declared below."""
+
+    # Set by the host task (lab.tasks.Classifier).
+    _collected: dict[str, list[dict[str, torch.Tensor]]]  # stage -> kept tensors
+    _reference: tuple[torch.Tensor, torch.Tensor] | None  # the embedded reference split
+    embedding_metrics: bool
+    means: Any  # the class centres (lab.tasks.centres) or None
+    num_classes: int
+    knn_k: int
+    class_names: Any
+    features: Callable[[torch.Tensor], torch.Tensor]  # the task's embedding of a batch
+    prepare: Callable[[torch.Tensor], torch.Tensor]  # the task's input preparation
 
     def _collect(
         self,

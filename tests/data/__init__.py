@@ -7,15 +7,11 @@ from pathlib import Path
 import torch
 
 from lab.data import LabDataModule
+from tests.helpers import short_fit
 
 # A fit short enough for a test that still trains, validates and saves its last.ckpt
 # (``fast_dev_run`` saves nothing to check). The demo's callbacks are left out.
-SHORT_FIT = (
-    "--trainer.max_epochs=1",
-    "--trainer.limit_train_batches=2",
-    "--trainer.limit_val_batches=1",
-    "--trainer.callbacks=[]",
-)
+SHORT_FIT = short_fit(1, 2, 1, "--trainer.callbacks=[]")
 
 
 def set_up(module: type[LabDataModule], root: Path, **kwargs: object) -> LabDataModule:

@@ -1,0 +1,91 @@
+"""The ``lab`` command: LightningCLI's fit / validate / test / predict, plus project commands.
+
+- ``lab.cli.lightning_cli``: :class:`LabCLI`, the run layout, checkpoint defaults and
+  resume rules of ``lab fit`` / ``validate`` / ``test`` / ``predict``;
+- ``lab.cli.configs``: experiments as deltas (``base:`` files);
+- ``lab.cli.loggers``: the CSV logger that lets a resumed run append.
+
+The project's own commands (``lab summary``, ``report``, ...; ``lab.commands``) are
+dispatched by :func:`main` before LightningCLI sees the arguments, and before
+``lightning`` is even imported: a command that only reads run folders starts in a second.
+"""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from lab.errors import LabError
+
+# The project's own commands, dispatched before LightningCLI sees the arguments.
+PROJECT_COMMANDS = {
+    "summary": "lab.commands.summary:main",
+    "sweep": "lab.commands.sweep:main",
+    "report": "lab.commands.report:main",
+    "compare": "lab.commands.compare:main",
+    "svm": "lab.commands.svm:main",
+    "bench": "lab.commands.bench:main",
+    "record": "lab.commands.record:main",
+}
+
+# Names of lab.cli.lightning_cli offered here too; imported on first use (PEP 562) so that
+# `import lab.cli` does not import Lightning (about 7 s on 2 cores).
+_LIGHTNING_CLI_NAMES = (
+    "LabArgumentParser",
+    "LabCLI",
+    "StageConfigCallback",
+    "condense_error",
+    "resolve_normalization",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LIGHTNING_CLI_NAMES:
+        return getattr(importlib.import_module("lab.cli.lightning_cli"), name)
+    raise AttributeError(f"module 'lab.cli' has no attribute {name!r}")
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Entry point of the ``lab`` console script."""
+    argv = list(sys.argv[1:] if args is None else args)
+    try:
+        if argv and argv[0] in PROJECT_COMMANDS:
+            module_name, function = PROJECT_COMMANDS[argv[0]].split(":")
+            module = importlib.import_module(module_name)
+            getattr(module, function)(argv[1:])
+            return
+        from lab.cli.lightning_cli import LabCLI  # Lightning: only for the Trainer's commands
+
+        LabCLI(args=None if args is None else argv)
+    except SystemExit as stop:
+        if not _is_sigterm(stop):
+            raise
+        # Interruption saved last.ckpt and said how to continue
+        print("lab: stopped by SIGTERM", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
+    except Exception as error:
+        user_error = _find_lab_error(error)
+        if user_error is None:
+            raise
+        print(f"lab: error: {user_error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _is_sigterm(stop: SystemExit) -> bool:
+    """Lightning's SIGTERMException, looked up only where Lightning is already imported."""
+    exceptions = sys.modules.get("lightning.pytorch.utilities.exceptions")
+    return exceptions is not None and isinstance(stop, exceptions.SIGTERMException)
+
+
+def _find_lab_error(error: BaseException | None) -> LabError | None:
+    """The LabError behind an exception (jsonargparse wraps errors raised by constructors)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, LabError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

@@ -1,0 +1,75 @@
+"""The layout of run folders: ``<log root>/<experiment>/version_N/``, and what is in them.
+
+Each run folder holds TensorBoard events, ``metrics.csv``, the resolved ``config.yaml``,
+``run.json`` (versions, seed, wall times) and ``checkpoints/`` (``last.ckpt`` and the
+best one). Knowing this layout in one place lets the CLI resume the right run and the
+summary read the right files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from lab.errors import LabError
+
+_VERSION = re.compile(r"^version_(\d+)$")
+
+
+def log_root(root: str | os.PathLike | None = None) -> Path:
+    """Where runs go: ``root`` if given, else ``$LAB_LOGS``, else ``lightning_logs/``."""
+    return Path(root if root is not None else os.environ.get("LAB_LOGS", "lightning_logs"))
+
+
+def versions(experiment_dir: Path) -> list[tuple[int, Path]]:
+    """``(N, folder)`` for every ``version_N`` folder of an experiment, oldest first."""
+    if not experiment_dir.is_dir():
+        return []
+    found = []
+    for child in experiment_dir.iterdir():
+        match = _VERSION.match(child.name)
+        if match and child.is_dir():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def latest_run(experiment_dir: Path, with_checkpoint: bool = False) -> Path | None:
+    """The newest ``version_N`` folder (that has ``checkpoints/last.ckpt``, if asked)."""
+    for _, folder in reversed(versions(experiment_dir)):
+        if not with_checkpoint or (folder / "checkpoints" / "last.ckpt").is_file():
+            return folder
+    return None
+
+
+# A backbone's ``weights: last:<experiment>``: that experiment's newest last.ckpt.
+LATEST_PREFIX = "last:"
+
+
+def latest_checkpoint(reference: str, root: Path) -> Path:
+    """``last:<experiment>``: ``checkpoints/last.ckpt`` of the newest run of that experiment
+    under ``root`` that has one."""
+    experiment = reference.removeprefix(LATEST_PREFIX)
+    run = latest_run(Path(root) / experiment, with_checkpoint=True)
+    if run is None:
+        raise LabError(
+            f"weights {reference}: no run of {experiment} with checkpoints/last.ckpt under "
+            f"{root}; train it first (make {experiment})"
+        )
+    return run / "checkpoints" / "last.ckpt"
+
+
+def run_dir_of_checkpoint(ckpt: Path) -> Path | None:
+    """The run folder a checkpoint belongs to (``.../version_N/checkpoints/x.ckpt``), if any."""
+    ckpt = Path(ckpt)
+    if ckpt.parent.name == "checkpoints" and _VERSION.match(ckpt.parent.parent.name):
+        return ckpt.parent.parent
+    return None
+
+
+def read_run_info(run_dir: Path) -> dict[str, Any]:
+    """``run.json`` of a run folder ({} if it has none)."""
+    path = Path(run_dir) / "run.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
