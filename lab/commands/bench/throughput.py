@@ -1,5 +1,10 @@
 """Training throughput: images per second of ResNet-18 at 32 and 64 pixels, per preset.
 
+``--backbones`` times other networks in the same run: ``vgg16-bn`` (the contrastive
+family's encoder, ``lab.models.VGG``) and ``fmnist-cnn`` (the Fashion-MNIST recipe's
+``SmallCNN``), with ``--channels 1`` for greyscale input; read their figures as ratios
+measured side by side (the question "does this encoder fit my CPU budget").
+
 Trains ``lab.tasks.Classifier`` (ResNet-18, small-input stem, 10 classes, SGD with
 momentum) with the Lightning Trainer for ``--warmup`` untimed steps, then ``--steps``
 timed ones (forward, backward, optimizer step; the GPU synchronised at both ends of the
@@ -23,6 +28,8 @@ Run: ``python -m lab.commands.bench.throughput [--sizes 32 64] [--batch N] [--st
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,12 +40,13 @@ from torch.utils.data import DataLoader, Dataset
 from lab.commands.bench.overhead import (
     NUM_CLASSES,
     lightning_loop,
-    make_backbone,
     quiet_lightning,
     sgd,
     torch_threads,
 )
+from lab.commands.record import record_benchmark
 from lab.errors import LabError
+from lab.models import VGG, ResNet, SmallCNN
 
 
 @dataclass(frozen=True)
@@ -86,33 +94,54 @@ class RepeatedBatches(Dataset):
 
 
 def make_batches(
-    device: str, batch: int, image_size: int, count: int = 4, seed: int = 0
+    device: str, batch: int, image_size: int, count: int = 4, seed: int = 0, channels: int = 3
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``count`` random batches on ``device``, contiguous as a data module delivers them
     (the Classifier turns them channels-last itself where the preset says so)."""
     generator = torch.Generator().manual_seed(seed)
     batches = []
     for _ in range(count):
-        x = torch.randn(batch, 3, image_size, image_size, generator=generator)
+        x = torch.randn(batch, channels, image_size, image_size, generator=generator)
         y = torch.randint(0, NUM_CLASSES, (batch,), generator=generator)
         batches.append((x.to(device), y.to(device)))
     return batches
 
 
+def backbone(name: str, channels: int, seed: int = 0) -> torch.nn.Module:
+    """The network ``name`` of ``BACKBONES`` with a 10-way classifier, seeded."""
+    torch.manual_seed(seed)
+    if name == "resnet18":
+        return ResNet(depth=18, num_classes=NUM_CLASSES, small_input=True, in_channels=channels)
+    if name == "vgg16-bn":
+        return VGG(16, batch_norm=True, in_channels=channels, num_classes=NUM_CLASSES)
+    # The Fashion-MNIST recipe's CNN (experiments/_base/fmnist-cnn.yaml).
+    widths = [16, [32, 32], [96, 96], 192]
+    return SmallCNN(NUM_CLASSES, channels, widths, batch_norm=True)
+
+
+BACKBONES = ("resnet18", "vgg16-bn", "fmnist-cnn")
+
+
 def images_per_second(
-    preset: Preset, image_size: int, batch: int, steps: int, warmup: int
+    preset: Preset,
+    image_size: int,
+    batch: int,
+    steps: int,
+    warmup: int,
+    network: str = "resnet18",
+    channels: int = 3,
 ) -> float:
     """Images per second of ``steps`` training steps after ``warmup`` untimed ones."""
     from lab.tasks import Classifier
 
     module = Classifier(
-        make_backbone(),
+        backbone(network, channels),
         NUM_CLASSES,
         optimizer=sgd(),
         channels_last=preset.channels_last,
         compile=preset.compile,
     )
-    batches = make_batches(preset.device, batch, image_size)
+    batches = make_batches(preset.device, batch, image_size, channels=channels)
     loader = DataLoader(RepeatedBatches(batches, warmup + steps), batch_size=None)
     seconds = lightning_loop(
         module,
@@ -126,11 +155,11 @@ def images_per_second(
     return batch / seconds
 
 
-def table(rows: list[tuple[str, int, int, float]]) -> str:
-    """Preset, image size, batch and images per second, one line each."""
-    lines = [f"{'preset':<13}{'size':>6}{'batch':>7}{'images/s':>11}"]
-    for name, size, batch, rate in rows:
-        lines.append(f"{name:<13}{size:>6}{batch:>7}{rate:>11,.1f}")
+def table(rows: list[tuple[str, str, int, int, float]]) -> str:
+    """Backbone, preset, image size, batch and images per second, one line each."""
+    lines = [f"{'backbone':<12}{'preset':<13}{'size':>6}{'batch':>7}{'images/s':>11}"]
+    for network, name, size, batch, rate in rows:
+        lines.append(f"{network:<12}{name:<13}{size:>6}{batch:>7}{rate:>11,.1f}")
     return "\n".join(lines)
 
 
@@ -152,6 +181,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         help=f"of {', '.join(PRESETS)} (default: all this machine can run)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--backbones", nargs="+", choices=BACKBONES, default=["resnet18"], help="networks to time"
+    )
+    parser.add_argument("--channels", type=int, choices=[1, 3], default=3, help="input channels")
+    parser.add_argument("--record", action="store_true", help="add the figures to results/")
     args = parser.parse_args(argv)
     presets = args.presets or available_presets()
     for name in presets:
@@ -162,16 +196,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     if min([args.steps, args.warmup, *args.sizes, args.batch or 1]) < 1:
         raise LabError("--sizes, --batch, --steps and --warmup must be at least 1")
     rows = []
-    for name in presets:
-        preset = PRESETS[name]
-        batch = args.batch or preset.batch
-        for size in args.sizes:
-            with quiet_lightning(), torch_threads(args.threads) as threads:
-                rate = images_per_second(preset, size, batch, args.steps, args.warmup)
-            rows.append((name, size, batch, rate))
+    for network in args.backbones:
+        for name in presets:
+            preset = PRESETS[name]
+            batch = args.batch or preset.batch
+            for size in args.sizes:
+                with quiet_lightning(), torch_threads(args.threads) as threads:
+                    rate = images_per_second(
+                        preset, size, batch, args.steps, args.warmup, network, args.channels
+                    )
+                rows.append((network, name, size, batch, rate))
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
     print(
-        f"ResNet-18 (small-input stem, {NUM_CLASSES} classes) training steps (forward, "
+        f"{', '.join(args.backbones)} ({NUM_CLASSES} classes, {args.channels} input channels) "
+        f"training steps (forward, "
         f"backward, SGD step) under the Lightning Trainer, {args.steps} timed after "
         f"{args.warmup} warm-up; CPU {threads} threads, {gpu}; "
         f"torch {torch.__version__}, lightning {L.__version__}"
@@ -179,6 +217,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name in presets:
         print(f"  {name}: {PRESETS[name].describe()}")
     print(table(rows))
+    if args.record:
+        given = sys.argv[1:] if argv is None else list(argv)
+        command = shlex.join(["lab", "bench", "throughput", *given])
+        for network, name, size, batch, rate in rows:
+            name_ = f"throughput-{network}-{args.channels}ch-{name}-{size}px-batch{batch}"
+            record_benchmark(name_, round(rate, 1), "images/s", command)
 
 
 if __name__ == "__main__":

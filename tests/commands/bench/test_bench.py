@@ -74,10 +74,23 @@ def test_throughput_benchmark_prints_images_per_second_per_size(capsys):
         ["--sizes", "8", "16", "--batch", "8", "--steps", "2", "--warmup", "1", "--presets", "cpu"]
     )
     out = capsys.readouterr().out
-    rows = [numbers(line[len("cpu") :]) for line in out.splitlines() if line.startswith("cpu ")]
+    prefix = "resnet18    cpu "
+    rows = [numbers(line[len(prefix) :]) for line in out.splitlines() if line.startswith(prefix)]
     assert [(size, batch) for size, batch, _ in rows] == [(8, 8), (16, 8)]
     assert all(rate > 0 for _, _, rate in rows)
     assert "cpu: cpu, 32-true" in out
+
+
+def test_throughput_times_each_backbone_on_greyscale_input(capsys):
+    throughput.main(
+        ["--backbones", "vgg16-bn", "fmnist-cnn", "--channels", "1", "--sizes", "32"]
+        + ["--batch", "2", "--steps", "1", "--warmup", "1", "--presets", "cpu"]
+    )
+    out = capsys.readouterr().out
+    assert "vgg16-bn, fmnist-cnn (10 classes, 1 input channels)" in out
+    names = [line.split()[0] for line in out.splitlines() if " cpu " in line and "32" in line]
+    assert names == ["vgg16-bn", "fmnist-cnn"]
+    assert throughput.backbone("fmnist-cnn", 1)(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
 
 def test_throughput_refuses_unknown_or_unavailable_presets():
