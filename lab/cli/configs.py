@@ -88,6 +88,21 @@ def _is_file(value: str) -> bool:
         return False
 
 
+def experiment_name(configs: Sequence[str | Path], default: str) -> str:
+    """The experiment a run is filed under when ``--experiment`` is not given: the first
+    config file the user named, i.e. the first that is neither a preset (``_*.yaml``, a file
+    in ``_base/``) nor a base that a later config builds on (``expand_bases`` put those
+    first: ``fmnist-contrastive-nn.yaml``, whose base is ``contrastive-nn.yaml``, names
+    ``fmnist-contrastive-nn``)."""
+    paths = [Path(str(config)) for config in configs]
+    bases = {base.resolve() for path in paths if path.is_file() for base in bases_of(path)}
+    for path in paths:
+        preset = path.stem.startswith("_") or path.parent.name.startswith("_")
+        if not preset and path.resolve() not in bases:
+            return path.stem
+    return default
+
+
 def expand_bases(args: Sequence[str]) -> list[str]:
     """``args`` with ``--config B`` inserted before every ``--config X`` (or ``-c X``,
     ``--config=X``) for each base ``B`` of ``X``; other arguments are left as they are."""

@@ -31,7 +31,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lab.callbacks import RunRecord, TestEvaluation
 from lab.callbacks.checkpoint import LastAndBestCheckpoint
 from lab.callbacks.reliability import DivergenceGuard, Interruption
-from lab.cli.configs import expand_bases, strip_base
+from lab.cli.configs import expand_bases, experiment_name, strip_base
 from lab.cli.loggers import AppendingCSVLogger
 from lab.models.weights import is_weights_path, normalize_weights
 from lab.runs.checkpoints import check_checkpoint, resolve_checkpoint
@@ -198,11 +198,7 @@ class LabCLI(LightningCLI):
     def _experiment_name(self, config: Any) -> str:
         if config.get("experiment"):
             return str(config["experiment"])
-        for path in config.get("config") or []:
-            path = Path(str(path))  # not a preset or base: experiments/_base/*, _*.yaml
-            if not path.stem.startswith("_") and not path.parent.name.startswith("_"):
-                return path.stem
-        return "default"
+        return experiment_name(config.get("config") or [], "default")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]

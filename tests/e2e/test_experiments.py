@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from lab.cli import main
-from lab.cli.configs import bases_of, expand_bases, strip_base
+from lab.cli.configs import bases_of, expand_bases, experiment_name, strip_base
 from lab.errors import LabError
 from tests.conftest import ALL_EXPERIMENTS, REPO
 
@@ -155,6 +155,20 @@ def test_expand_bases_inserts_before_each_config_form(tmp_path):
         *("--config", str(base), f"--config={x}"),
         *("-c", str(plain), "--seed", "3"),
     ]
+
+
+def test_a_run_is_named_after_the_file_the_user_named_not_its_base():
+    # fmnist-contrastive-nn builds on contrastive-nn.yaml (no leading _): its runs were
+    # filed under lightning_logs/contrastive-nn/ when --experiment was not given.
+    config = REPO / "experiments" / "fmnist-contrastive-nn.yaml"
+    args = expand_bases(
+        ["--config", str(config), "--config", str(REPO / "experiments/_base/cpu.yaml")]
+    )
+    configs = args[1::2]
+    assert Path(configs[0]).name == "cifar10-vgg16.yaml"  # the bases come first
+    assert experiment_name(configs, "default") == "fmnist-contrastive-nn"
+    assert experiment_name(configs[:-2], "default") == "contrastive-nn"
+    assert experiment_name([REPO / "experiments/_base/cpu.yaml"], "default") == "default"
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from lab.cli.configs import experiment_name
 from lab.cli.lightning_cli import condense_error, resolve_latest_weights, resolve_normalization
 from lab.commands.svm.features import LAYERS, cached_features, extract_layers
 from lab.commands.svm.fit import (
@@ -180,11 +181,7 @@ def _build(spec: Namespace, what: str) -> Any:
 def _experiment_name(cfg: Namespace) -> str:
     if cfg.experiment:
         return str(cfg.experiment)
-    for path in cfg.get("config") or []:
-        stem = Path(str(path)).stem
-        if not stem.startswith("_"):
-            return stem
-    return "svm"
+    return experiment_name(cfg.get("config") or [], "svm")
 
 
 def new_run_dir(experiment_dir: Path) -> Path:
