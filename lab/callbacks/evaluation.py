@@ -38,11 +38,11 @@ from lab.callbacks.evaluation_tables import (
 )
 from lab.callbacks.figures import figure_writer, task_class_names
 from lab.callbacks.figures import run_dir as run_folder
+from lab.callbacks.predictions import write_split_predictions
 from lab.distributed import gather_split
 from lab.errors import LabError
 from lab.io import atomic_write_text
 from lab.plots import publish_figure, pyplot
-from lab.runs.predictions import write_split_predictions
 
 __all__ = [
     "INDEX_NAME",

@@ -30,6 +30,28 @@ PROJECT_COMMANDS = {
     "bench": "lab.commands.bench:main",
     "record": "lab.commands.record:main",
 }
+# `lab --help`: every command in a line, written here so that the listing imports nothing.
+COMMAND_HELP = {
+    "fit": "train an experiment: lab fit --config experiments/<id>.yaml [--then_test last]",
+    "validate": "evaluate a checkpoint on the val split (--ckpt_path last|best|PATH)",
+    "test": "evaluate a checkpoint on the test split, with every figure (--ckpt_path ...)",
+    "predict": "predict with a checkpoint (--ckpt_path ...)",
+    "summary": "one table of the headline metrics of runs (lab summary demo demo-center)",
+    "compare": "two runs side by side: paired differences with intervals and p-values",
+    "report": "one Markdown / HTML report of runs: tables, curves, every figure",
+    "sweep": "a grid of settings, each run once (or over seeds), one table and plot",
+    "svm": "SVMs on a backbone's features: kernels x scalings, one table",
+    "record": "append runs' rows to results/*.csv (machine, commit, command)",
+    "bench": "benchmarks that print figures (lab bench --help lists them)",
+}
+
+
+def usage() -> str:
+    """``lab --help``: the commands, each with what it is for."""
+    lines = ["usage: lab <command> [options]   (lab <command> --help for its options)", ""]
+    lines += [f"  {name:<10}{what}" for name, what in COMMAND_HELP.items()]
+    return "\n".join(lines)
+
 
 # Names of lab.cli.lightning_cli offered here too; imported on first use (PEP 562) so that
 # `import lab.cli` does not import Lightning (about 7 s on 2 cores).
@@ -51,6 +73,9 @@ def __getattr__(name: str) -> Any:
 def main(args: Sequence[str] | None = None) -> None:
     """Entry point of the ``lab`` console script."""
     argv = list(sys.argv[1:] if args is None else args)
+    if argv in ([], ["-h"], ["--help"]):
+        print(usage())
+        return
     try:
         if argv and argv[0] in PROJECT_COMMANDS:
             module_name, function = PROJECT_COMMANDS[argv[0]].split(":")

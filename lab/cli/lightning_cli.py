@@ -22,7 +22,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -33,6 +33,7 @@ from lab.callbacks.checkpoint import LastAndBestCheckpoint
 from lab.callbacks.reliability import DivergenceGuard, Interruption
 from lab.cli.configs import expand_bases, experiment_name, strip_base
 from lab.cli.loggers import AppendingCSVLogger
+from lab.errors import LabError
 from lab.models.weights import is_weights_path, normalize_weights
 from lab.runs.checkpoints import check_checkpoint, resolve_checkpoint
 from lab.runs.layout import (
@@ -156,6 +157,13 @@ class LabCLI(LightningCLI):
         # (--divergence.action=skip drops such steps instead).
         parser.add_lightning_class_args(DivergenceGuard, "divergence")
         parser.add_argument(
+            "--then_test",
+            type=Literal["last", "best"] | None,
+            default=None,
+            help="After `lab fit`, test this checkpoint of the run in the same process: what "
+            "`lab test --ckpt_path last` (or best) does next, without a second start-up.",
+        )
+        parser.add_argument(
             "--seed",
             type=int | None,
             default=None,
@@ -220,6 +228,26 @@ class LabCLI(LightningCLI):
             # The saved config.yaml of a fit must repeat the run, not resume it again;
             # a later stage's config records the checkpoint it used.
             config["ckpt_path"] = None if self.subcommand == "fit" else self._resolved_ckpt
+
+    def after_fit(self) -> None:
+        """``--then_test last|best``: the test of that checkpoint of this run, in this
+        process, into the same run folder (metrics, figures, ``config_test.yaml``)."""
+        which = self.config["fit"].get("then_test")
+        trainer = self.trainer
+        if not which or trainer.interrupted:  # Ctrl+C ends fit normally: no test then
+            return
+        saver = trainer.checkpoint_callback
+        found = getattr(saver, "last_model_path" if which == "last" else "best_model_path", "")
+        if not found:
+            raise LabError(
+                f"--then_test {which}: this fit saved no {which} checkpoint (checkpoint."
+                f"save_last / checkpoint.monitor); run `lab test --ckpt_path PATH` instead"
+            )
+        self.config["fit"]["ckpt_path"] = found  # config_test.yaml records what was tested
+        for callback in trainer.callbacks:
+            if isinstance(callback, SaveConfigCallback):
+                callback.already_saved = False  # write config_test.yaml as `lab test` does
+        trainer.test(self.model, datamodule=self.datamodule, ckpt_path=found)
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()

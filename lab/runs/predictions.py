@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from lab.errors import LabError
 from lab.io import atomic_write_text
@@ -41,37 +40,6 @@ INTERVAL_COLUMNS = ("metric", "value", "low", "high", "method")
 # Bootstrapping the macro AUC ranks the whole score matrix per resample: beyond this many
 # scores (images x classes) it would take minutes, so the AUC gets no interval.
 _AUC_BOOTSTRAP_MAX = 1_000_000
-
-
-def predictions_table(
-    scores: torch.Tensor | np.ndarray,
-    targets: torch.Tensor | np.ndarray,
-    class_names: list[str],
-    softmax: bool = True,
-) -> pd.DataFrame:
-    """The ``predictions.csv`` table (see the module docstring) of scores ``(N, C)`` and
-    targets ``(N,)``; ``softmax``: the scores are logits, ``score`` their probability."""
-    # The same checks (shapes, target range, one name per class) and scores as the
-    # confusion matrix and ROC tables (imported here: lab.callbacks imports this module).
-    from lab.callbacks.evaluation_tables import checked_scores
-
-    probabilities, targets = checked_scores(scores, targets, class_names, softmax)
-    values = probabilities.numpy()
-    prediction = values.argmax(axis=1)  # the first of tied classes, as torch's argmax
-    order = np.argsort(-values, axis=1, kind="stable")[:, : min(5, values.shape[1])]
-    names = np.asarray(class_names, dtype=object)
-    target = targets.numpy()
-    return pd.DataFrame(
-        {
-            "index": np.arange(len(target)),
-            "target": target,
-            "target_name": names[target],
-            "prediction": prediction,
-            "prediction_name": names[prediction],
-            "score": values[np.arange(len(target)), prediction],
-            "top5": [" ".join(map(str, row)) for row in order],
-        }
-    )
 
 
 def _write_csv(path: Path, table: pd.DataFrame) -> None:
@@ -158,33 +126,6 @@ def write_intervals(path: Path, table: pd.DataFrame) -> None:
     """Write an :func:`intervals_table` atomically."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     _write_csv(Path(path), table)
-
-
-def write_split_predictions(
-    folder: Path,
-    scores: torch.Tensor | np.ndarray,
-    targets: torch.Tensor | np.ndarray,
-    class_names: list[str],
-    softmax: bool = True,
-    n_resamples: int = 1000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Write a test split's ``predictions.csv`` and ``intervals.csv`` into ``folder`` and
-    return the intervals table; ``softmax``: the scores are logits (the AUC interval uses
-    their softmax), else they are taken as they are (an SVM's decision values)."""
-    table = predictions_table(scores, targets, class_names, softmax=softmax)
-    write_predictions(folder / PREDICTIONS_FILE, table)
-    if softmax:
-        scores = torch.as_tensor(scores).float().softmax(dim=1).numpy()
-    intervals = intervals_table(
-        table["target"].to_numpy(),
-        table["prediction"].to_numpy(),
-        scores,
-        n_resamples=n_resamples,
-        seed=seed,
-    )
-    write_intervals(folder / INTERVALS_FILE, intervals)
-    return intervals
 
 
 def read_intervals(run_dir: Path) -> dict[str, tuple[float, float, float]]:

@@ -18,9 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from lab.errors import LabError
+
+
+def _scipy_stats():  # noqa: ANN202 (a module)
+    """``scipy.stats``, imported on first use: it takes about 0.7 s on 2 cores, and the
+    commands that only read run folders (``lab summary``, ``--help``) never need it."""
+    from scipy import stats
+
+    return stats
 
 
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -32,7 +39,7 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
         raise LabError(f"expected 0 <= k <= n, got k={k}, n={n}")
     if n == 0:
         return float("nan"), float("nan")
-    ci = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    ci = _scipy_stats().binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
     return float(ci.low), float(ci.high)
 
 
@@ -67,7 +74,7 @@ def bootstrap_interval(
         index = index.astype(np.int64)
         return float(metric_fn(*(a[index] for a in arrays)))
 
-    result = stats.bootstrap(
+    result = _scipy_stats().bootstrap(
         (np.arange(n),),
         statistic,
         n_resamples=n_resamples,
@@ -119,7 +126,7 @@ def macro_auc(targets: np.ndarray, scores: np.ndarray) -> float:
     defined = (n_pos > 0) & (n_neg > 0)
     if not defined.any():
         return float("nan")
-    ranks = stats.rankdata(scores[:, defined], axis=0)
+    ranks = _scipy_stats().rankdata(scores[:, defined], axis=0)
     pos, n_pos, n_neg = positive[:, defined], n_pos[defined], n_neg[defined]
     rank_sum = (ranks * pos).sum(axis=0)
     auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
@@ -154,7 +161,7 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
     only_b = int(np.sum(~a & b))
     if only_a + only_b == 0:
         return McNemar(0, 0, 1.0)
-    p = stats.binomtest(only_a, only_a + only_b, 0.5, alternative="two-sided").pvalue
+    p = _scipy_stats().binomtest(only_a, only_a + only_b, 0.5, alternative="two-sided").pvalue
     return McNemar(only_a, only_b, float(min(p, 1.0)))
 
 

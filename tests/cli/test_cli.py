@@ -120,20 +120,25 @@ def test_fast_dev_run_of_every_experiment(config, lab, workdir):
 
 
 def test_fit_writes_the_run_folder_and_test_reuses_it(lab, workdir, capsys):
-    lab("fit", "--config", DEMO, "--trainer.max_epochs=2", *SHORT)
+    # --then_test last: the test of `lab test --ckpt_path last`, in the fit's process.
+    lab("fit", "--config", DEMO, "--trainer.max_epochs=2", "--then_test", "last", *SHORT)
     run = workdir / "lightning_logs" / "demo" / "version_0"
     for name in ("config.yaml", "metrics.csv", "run.json", "hparams.yaml", "checkpoints/last.ckpt"):
         assert (run / name).is_file(), name
     assert list(run.glob("events.out.tfevents.*"))
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["experiment"] == "demo" and saved["trainer"]["max_epochs"] == 2
+    assert saved["ckpt_path"] is None  # config.yaml repeats the fit
+    tested = yaml.safe_load((run / "config_test.yaml").read_text())["ckpt_path"]
+    assert (workdir / tested).resolve() == (run / "checkpoints" / "last.ckpt").resolve()
+    in_process = (run / "predictions.csv").read_text()
 
     lab("test", "--config", DEMO, "--ckpt_path", "last")
     assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]
-    assert (run / "config_test.yaml").is_file()
     metrics = pd.read_csv(run / "metrics.csv")
     assert metrics["train/loss"].notna().sum() == 2  # fit rows kept, test rows appended
-    assert metrics["test/acc"].notna().sum() == 1
+    first, second = metrics["test/acc"].dropna()
+    assert first == second and (run / "predictions.csv").read_text() == in_process
     info = json.loads((run / "run.json").read_text())
     assert set(info["seconds"]) == {"fit", "test"} and info["seed"] == 0
     assert info["versions"]["torch"] == torch.__version__

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from lab.callbacks import TestEvaluation
+from lab.callbacks.predictions import predictions_table
 from lab.data import DigitsDataModule
 from lab.errors import LabError
 from lab.losses import BatchHardTripletLoss
@@ -19,7 +20,6 @@ from lab.models import ResNet
 from lab.runs.predictions import (
     accuracy_of,
     intervals_table,
-    predictions_table,
     read_intervals,
     read_predictions,
     run_intervals,

@@ -23,9 +23,9 @@ from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted
 
 from lab.callbacks.evaluation import write_evaluation
+from lab.callbacks.predictions import write_split_predictions
 from lab.commands.svm.tables import plot_svm, write_tables
 from lab.errors import LabError
-from lab.runs.predictions import write_split_predictions
 
 KERNELS = ("rbf", "linear", "poly", "sigmoid")
 SCALERS = ("none", "standard", "minmax")
