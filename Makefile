@@ -35,10 +35,10 @@ BENCH_throughput := throughput --sizes 32 64 --steps 10
 BENCH_device-data := dataloader --device-path --images 50000 --epochs 3 --workers 2 --batch-size 512
 BENCHES := bench-data bench-losses bench-tsne bench-overhead bench-throughput bench-device-data
 
-# $(call run,<yaml id>,<name>,<arguments>): fit, then test its last.ckpt (blank line: ends it).
+# $(call run,<yaml id>,<name>,<arguments>): fit, then test its last.ckpt in the same process
+# (`lab test --ckpt_path last` without a second start-up; the blank line ends it).
 define run
-	$(LAB) fit --config experiments/$(1).yaml --experiment $(2) $(3)
-	$(LAB) test --config experiments/$(1).yaml --experiment $(2) $(3) --ckpt_path last
+	$(LAB) fit --config experiments/$(1).yaml --experiment $(2) $(3) --then_test last
 
 endef
 # $(call runs,<ids>,<extra arguments>): $(call run) each id under its own name.
