@@ -19,6 +19,22 @@ from pathlib import Path
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once, at import (os.umask is process-wide, not thread-safe)
+
+
+def _mode_of(target: Path) -> int:
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:  # a new file
+        return 0o666 & ~_UMASK
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``.
@@ -33,6 +49,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        # mkstemp makes the file private (0600): give it the mode a plain open() would
+        # (the target's own, or 0666 less the umask), so others can read a shared run.
+        os.chmod(tmp, _mode_of(target))
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
