@@ -33,7 +33,10 @@ BENCH_tsne := tsne --points 10000 --dim 512
 BENCH_overhead := overhead --batch 64 --image_size 32 --steps 10 --repeats 5
 BENCH_throughput := throughput --sizes 32 64 --steps 10
 BENCH_device-data := dataloader --device-path --images 50000 --epochs 3 --workers 2 --batch-size 512
-BENCHES := bench-data bench-losses bench-tsne bench-overhead bench-throughput bench-device-data
+BENCH_startup := startup --record
+BENCH_loop := loop --record
+BENCHES := bench-data bench-losses bench-tsne bench-overhead bench-throughput bench-device-data \
+	bench-startup bench-loop
 
 # $(call run,<yaml id>,<name>,<arguments>): fit, then test its last.ckpt in the same process
 # (`lab test --ckpt_path last` without a second start-up; the blank line ends it).

@@ -3,18 +3,23 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
 
 from lab.errors import LabError
 
-BENCHMARKS = ("overhead", "throughput", "dataloader", "losses", "tsne", "gpu")
+BENCHMARKS = ("overhead", "throughput", "dataloader", "losses", "tsne", "gpu", "startup", "loop")
 
 
 def describe(name: str) -> str:
-    """The first line of a benchmark module's docstring: what it measures."""
-    module = importlib.import_module(f"lab.commands.bench.{name}")
-    return (module.__doc__ or "").strip().splitlines()[0]
+    """The first line of a benchmark module's docstring: what it measures (read from the
+    source, not imported: most benchmarks import torch, and `lab bench --help` need not)."""
+    spec = importlib.util.find_spec(f"lab.commands.bench.{name}")
+    source = Path(spec.origin).read_text() if spec and spec.origin else ""
+    return (ast.get_docstring(ast.parse(source)) or "").strip().splitlines()[0]
 
 
 def usage() -> str:
