@@ -26,13 +26,12 @@ from typing import Any, Literal
 
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import TensorBoardLogger
 
 from lab.callbacks import RunRecord, TestEvaluation
 from lab.callbacks.checkpoint import LastAndBestCheckpoint
 from lab.callbacks.reliability import DivergenceGuard, Interruption
 from lab.cli.configs import expand_bases, experiment_name, strip_base
-from lab.cli.loggers import AppendingCSVLogger
+from lab.cli.loggers import AppendingCSVLogger, CurvesTensorBoardLogger
 from lab.errors import LabError
 from lab.models.weights import is_weights_path, normalize_weights
 from lab.runs.checkpoints import check_checkpoint, resolve_checkpoint
@@ -261,7 +260,7 @@ class LabCLI(LightningCLI):
             version: int | None = int(self._run_dir.name.removeprefix("version_"))
         else:
             save_dir, name, version = log_root(config.get("log_root")), config["experiment"], None
-        tensorboard = TensorBoardLogger(
+        tensorboard = CurvesTensorBoardLogger(
             save_dir, name=name, version=version, default_hp_metric=False
         )
         csv = AppendingCSVLogger(save_dir, name=name, version=tensorboard.version)

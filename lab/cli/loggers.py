@@ -1,12 +1,16 @@
-"""A CSV logger that keeps what a run folder already holds, so resumed runs append."""
+"""The run folder's two loggers: a CSV logger that keeps what the folder already holds (so
+resumed runs append), and a TensorBoard logger whose Scalars page holds only curves."""
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
+from typing import Any
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.utilities import rank_zero_only
 
 
 class _AppendingWriter(ExperimentWriter):
@@ -29,3 +33,25 @@ class AppendingCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+# Logged for metrics.csv, but constants or counters, not curves: TensorBoard would open on
+# their charts (``epoch``, then ``params/*``) above the train / val / test ones.
+_NOT_CURVES = ("epoch",)
+_CONSTANTS = "params/"
+
+
+class CurvesTensorBoardLogger(TensorBoardLogger):
+    """TensorBoard's Scalars page opens on the train / val / test curves: Lightning's
+    ``epoch`` counter is left to ``metrics.csv``, and constants (the parameter counts,
+    ``params/*``) go to the Text tab as one table."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        constants = {k: v for k, v in metrics.items() if k.startswith(_CONSTANTS)}
+        curves = {k: v for k, v in metrics.items() if k not in _NOT_CURVES and k not in constants}
+        if constants:
+            rows = "\n".join(f"| {k} | {float(v):,.0f} |" for k, v in sorted(constants.items()))
+            self.experiment.add_text("parameters", f"| count | value |\n|---|---|\n{rows}", step)
+        if curves:
+            super().log_metrics(curves, step)

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lab.cli import main
 from lab.cli.configs import bases_of
@@ -125,7 +126,13 @@ def test_fit_writes_the_run_folder_and_test_reuses_it(lab, workdir, capsys):
     run = workdir / "lightning_logs" / "demo" / "version_0"
     for name in ("config.yaml", "metrics.csv", "run.json", "hparams.yaml", "checkpoints/last.ckpt"):
         assert (run / name).is_file(), name
-    assert list(run.glob("events.out.tfevents.*"))
+    boards = [EventAccumulator(str(e)).Reload().Tags() for e in run.glob("events.out.tfevents.*")]
+    scalars = {tag for board in boards for tag in board["scalars"]}
+    # TensorBoard opens on curves: no `epoch` chart, the parameter counts as text.
+    assert {"train/loss", "val/acc", "test/acc"} <= scalars
+    assert not [tag for tag in scalars if tag == "epoch" or tag.startswith("params/")]
+    assert any("parameters/text_summary" in board["tensors"] for board in boards)
+    assert pd.read_csv(run / "metrics.csv")["params/total"].notna().any()  # still in the CSV
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["experiment"] == "demo" and saved["trainer"]["max_epochs"] == 2
     assert saved["ckpt_path"] is None  # config.yaml repeats the fit
