@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from lab.errors import LabError
 from lab.runs.folders import find_runs
 from lab.runs.layout import log_root
 from lab.runs.metrics import summarize
@@ -53,6 +54,42 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lab summary", description=__doc__.split("\n\n")[0])
     parser.add_argument("targets", nargs="+", help="experiment names or run folders")
     parser.add_argument("--log_root", default=None, help="default: $LAB_LOGS or lightning_logs")
+    parser.add_argument(
+        "--min",
+        action="append",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="fail (exit 2) if a run's METRIC is below VALUE, e.g. --min test/acc=0.98",
+    )
     args = parser.parse_args(argv)
-    table = summary_table(find_runs(args.targets, log_root(args.log_root)))
-    print(table.to_markdown(disable_numparse=True))
+    floors = [parse_floor(text) for text in args.min]
+    runs = find_runs(args.targets, log_root(args.log_root))
+    print(summary_table(runs).to_markdown(disable_numparse=True))
+    below = [f"{run}: {m} {v:.4f} < {floor:g}" for run, m, v, floor in shortfalls(runs, floors)]
+    if below:
+        raise LabError("below the floor: " + "; ".join(below))
+
+
+def parse_floor(text: str) -> tuple[str, float]:
+    """``METRIC=VALUE`` of ``--min``, e.g. ``test/acc=0.98``."""
+    metric, _, value = text.partition("=")
+    try:
+        return metric.strip(), float(value)
+    except ValueError:
+        raise LabError(f"--min {text!r}: expected METRIC=VALUE, e.g. test/acc=0.98") from None
+
+
+def shortfalls(
+    runs: Sequence[Any], floors: Sequence[tuple[str, float]]
+) -> list[tuple[Any, str, float, float]]:
+    """``(run, metric, value, floor)`` for every run whose metric is below its floor (a
+    metric the run lacks counts as below: NaN)."""
+    found = []
+    for run in runs:
+        values = summarize(run)
+        for metric, floor in floors:
+            value = values.get(metric)
+            value = math.nan if value is None else float(value)
+            if not value >= floor:
+                found.append((run, metric, value, floor))
+    return found
