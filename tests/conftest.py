@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from filelock import FileLock
 
 from lab.cli import main
 
@@ -42,3 +43,34 @@ def lab(workdir: Path) -> Callable[..., None]:
         main([*map(os.fspath, args), *extra])
 
     return run
+
+
+DEMOS = ("demo", "demo-triplet", "demo-center")
+
+
+@pytest.fixture(scope="session")
+def demo_runs(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """A log root with one run of each shipped demo config (fit, then test of last.ckpt: what
+    `make demo` trains), made once per session: under pytest-xdist by the first worker that
+    asks, while the others wait on the lock and then read the same folders."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if worker_id != "master" else base  # one folder for all workers
+    root = shared / "demo-runs"
+    with FileLock(str(shared / "demo-runs.lock")):
+        if not (root / "done").is_file():
+            for name in DEMOS:
+                config = REPO / "experiments" / f"{name}.yaml"
+                main(
+                    [
+                        "fit",
+                        "--config",
+                        str(config),
+                        "--log_root",
+                        str(root),
+                        "--then_test",
+                        "last",
+                        *QUIET,
+                    ]
+                )
+            (root / "done").touch()
+    return root
