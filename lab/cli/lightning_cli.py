@@ -235,6 +235,9 @@ class LabCLI(LightningCLI):
         trainer = self.trainer
         if not which or trainer.interrupted:  # Ctrl+C ends fit normally: no test then
             return
+        if trainer.fast_dev_run:  # it writes no checkpoint: test the weights in memory
+            trainer.test(self.model, datamodule=self.datamodule)
+            return
         saver = trainer.checkpoint_callback
         found = getattr(saver, "last_model_path" if which == "last" else "best_model_path", "")
         if not found:
