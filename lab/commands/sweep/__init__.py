@@ -63,7 +63,7 @@ from lab.commands.sweep.grid import (
 from lab.commands.sweep.seeds import aggregate_seeds, plot_sweep, seeds_markdown
 from lab.errors import LabError
 from lab.io import atomic_write_text
-from lab.runs.layout import latest_run, log_root
+from lab.runs.layout import latest_run, log_root, read_run_info
 from lab.runs.metrics import summarize
 from lab.runs.predictions import run_intervals
 
@@ -133,14 +133,7 @@ def run_sweep(
         told = setting if seed is None else {**setting, "seed": seed}
         print(f"lab sweep: [{i}/{len(plan)}] {told}", file=sys.stderr, flush=True)
         started = time.perf_counter()
-        status, error = "ok", ""
-        code, message = _lab(["fit", *common])
-        if code != 0:
-            status, error = "failed (fit)", message
-        elif test:
-            code, message = _lab(["test", *common, "--ckpt_path", "last"])
-            if code != 0:
-                status, error = "failed (test)", message
+        status, error = fit_and_test(common, root / experiment, test)
         record: dict[str, Any] = {names[k]: describe(v) for k, v in setting.items()}
         if seed is not None:
             record["seed"] = seed
@@ -150,6 +143,18 @@ def run_sweep(
             print(f"lab sweep: {told} {status}: {error}", file=sys.stderr, flush=True)
         _write_tables(sweep_dir, records, settings, rank_by)  # after every run: nothing is lost
     return pd.DataFrame(records)
+
+
+def fit_and_test(common: list[str], experiment_dir: Path, test: bool) -> tuple[str, str]:
+    """One run of a sweep: ``lab fit`` (``--then_test last``: the test in the same process,
+    one start-up instead of two); its status (``ok``, ``failed (fit)``, ``failed (test)``:
+    which stage failed, as the run's ``run.json`` tells) and the error's last line."""
+    code, message = _lab(["fit", *common, *(["--then_test", "last"] if test else [])])
+    if code == 0:
+        return "ok", ""
+    run = latest_run(experiment_dir)
+    fitted = run is not None and read_run_info(run).get("status", {}).get("fit") == "finished"
+    return f"failed ({'test' if test and fitted else 'fit'})", message
 
 
 def best_setting(settings: list[Setting], table: pd.DataFrame, select: str) -> Setting:
@@ -187,14 +192,7 @@ def run_final(
     overrides = _overrides(base, chosen)
     common = [*base, *overrides, "--experiment", experiment, "--log_root", str(root)]
     started = time.perf_counter()
-    status, error = "ok", ""
-    code, message = _lab(["fit", *common])
-    if code != 0:
-        status, error = "failed (fit)", message
-    else:
-        code, message = _lab(["test", *common, "--ckpt_path", "last"])
-        if code != 0:
-            status, error = "failed (test)", message
+    status, error = fit_and_test(common, root / experiment, test=True)
     names = setting_names(_keys(settings))
     record: dict[str, Any] = {names[k]: describe(v) for k, v in chosen.items()}
     record.update(status=f"final: {status}", error=error)

@@ -184,3 +184,23 @@ def test_a_seeded_sweep_runs_each_setting_per_seed_and_plots_error_bars(workdir,
     out = capsys.readouterr().out
     assert "test/acc ± std" in out and "2 runs, 0 failed" in out
     assert (sweep_dir / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_runs_failure_is_put_on_the_stage_that_failed(tmp_path, monkeypatch):
+    import json
+
+    import lab.commands.sweep as sweep_module
+
+    calls = []
+    monkeypatch.setattr(sweep_module, "_lab", lambda args: calls.append(args) or (1, "boom"))
+    experiment = tmp_path / "sweeps" / "s" / "lr-1"
+    assert sweep_module.fit_and_test(["--x"], experiment, test=True) == ("failed (fit)", "boom")
+    assert calls[-1] == ["fit", "--x", "--then_test", "last"]  # one process: fit, then test
+    (experiment / "version_0").mkdir(parents=True)
+    info = {"status": {"fit": "finished", "test": "stopped: ValueError"}}
+    (experiment / "version_0" / "run.json").write_text(json.dumps(info))
+    assert sweep_module.fit_and_test(["--x"], experiment, test=True)[0] == "failed (test)"
+    assert sweep_module.fit_and_test(["--x"], experiment, test=False)[0] == "failed (fit)"
+    assert calls[-1] == ["fit", "--x"]
+    monkeypatch.setattr(sweep_module, "_lab", lambda args: (0, ""))
+    assert sweep_module.fit_and_test(["--x"], experiment, test=True) == ("ok", "")
