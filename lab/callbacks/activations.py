@@ -60,41 +60,62 @@ def as_maps(activation: torch.Tensor) -> torch.Tensor:
     )
 
 
+# Each tile of the mosaic is drawn at least this many pixels a side (nearest neighbour), so
+# that 1x1 or 4x4 maps stay visible; the gap between tiles is white.
+_TILE = 32
+_GAP = 2
+
+
+def _tile(x: np.ndarray, size: int) -> np.ndarray:
+    """``x`` (H, W[, 3]) resized to ``size`` x ``size`` by nearest neighbour (a map of one
+    row is stretched, as ``aspect="auto"`` would)."""
+    rows = np.arange(size) * x.shape[0] // size
+    columns = np.arange(size) * x.shape[1] // size
+    return x[rows][:, columns]
+
+
+def activation_mosaic(images: torch.Tensor, maps: torch.Tensor, channels: int) -> np.ndarray:
+    """The RGB mosaic (rows x (1 + channels) tiles) of :func:`plot_activations`: per row the
+    input image rescaled to [0, 1] (RGB if it has 3 channels, else its first channel in
+    grey), then the first ``channels`` maps, each rescaled to its own min/max, in viridis."""
+    from matplotlib import colormaps  # matplotlib only once a figure is drawn
+
+    viridis = colormaps["viridis"]
+    rows = min(len(images), len(maps))
+    size = max(_TILE, *images.shape[-2:], *maps.shape[-2:])
+    step = size + _GAP
+    canvas = np.ones((rows * step - _GAP, (channels + 1) * step - _GAP, 3))
+    for r in range(rows):
+        image = images[r].numpy()
+        rgb = image.transpose(1, 2, 0) if image.shape[0] == 3 else image[0][..., None]
+        tiles = [np.broadcast_to(_rescale(rgb), (*rgb.shape[:2], 3))]
+        tiles += [viridis(_rescale(maps[r, k].numpy()))[..., :3] for k in range(channels)]
+        for c, tile in enumerate(tiles):
+            canvas[r * step : r * step + size, c * step : c * step + size] = _tile(tile, size)
+    return canvas
+
+
 def plot_activations(
     images: torch.Tensor, activation: torch.Tensor, layer: str, max_channels: int = 16
 ):
-    """A grid with one row per image: the input image (rescaled to [0, 1]; RGB if it has
-    3 channels, else its first channel in grey), then the first ``max_channels`` feature
-    maps of ``activation`` (see :func:`as_maps`), each rescaled to its own min/max."""
+    """A grid with one row per image: the input image, then the first ``max_channels``
+    feature maps of ``activation`` (see :func:`as_maps`; :func:`activation_mosaic` says
+    how each is scaled). One image on one axes: drawing a figure of 70 small axes took
+    seconds per layer."""
     plt = pyplot()
     maps = as_maps(activation.detach().float().cpu())
     images = images.detach().float().cpu()
     rows = min(len(images), len(maps))
     channels = min(maps.shape[1], max_channels)
     columns = channels + 1
-    figure, axes = plt.subplots(
-        rows,
-        columns,
-        figsize=(1.3 * columns, 1.3 * rows + 0.6),
-        dpi=100,
-        squeeze=False,
-    )
-    for r in range(rows):
-        image = images[r].numpy()
-        if image.shape[0] == 3:
-            axes[r, 0].imshow(_rescale(image.transpose(1, 2, 0)))
-        else:
-            axes[r, 0].imshow(_rescale(image[0]), cmap="gray", vmin=0, vmax=1)
-        for k in range(channels):
-            axes[r, k + 1].imshow(
-                _rescale(maps[r, k].numpy()), cmap="viridis", vmin=0, vmax=1, aspect="auto"
-            )
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    axes[0, 0].set_title("input", fontsize=8)
-    for k in range(channels):
-        axes[0, k + 1].set_title(f"ch {k}", fontsize=8)
+    mosaic = activation_mosaic(images, maps, channels)
+    figure, axes = plt.subplots(figsize=(1.3 * columns, 1.3 * rows + 0.6), dpi=100)
+    axes.imshow(mosaic, interpolation="nearest")
+    axes.set_axis_off()
+    step = mosaic.shape[1] / columns
+    labels = ["input", *(f"ch {k}" for k in range(channels))]
+    for c, label in enumerate(labels):
+        axes.text((c + 0.5) * step, -2, label, ha="center", va="bottom", fontsize=8)
     if activation.ndim == 2:
         title = f"{layer}: {activation.shape[1]} values, drawn as one row"
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pytest
 import torch
@@ -44,9 +45,20 @@ def test_activation_maps_written_for_each_layer_and_equal_to_the_layers_outputs(
 
 def test_activation_figure_has_a_row_per_image_and_input_plus_max_channels_columns():
     images = torch.randn(2, 3, 8, 8)
-    figure = plot_activations(images, torch.randn(2, 40, 4, 4), "x", max_channels=6)
-    assert len(figure.axes) == 2 * 7
-    first = np.asarray(figure.axes[1].images[0].get_array())
+    maps = torch.randn(2, 40, 4, 4)
+    figure = plot_activations(images, maps, "x", max_channels=6)
+    (mosaic,) = (np.asarray(image.get_array()) for image in figure.axes[0].images)
+    step = 32 + 2  # tiles of 32 pixels, 2 apart
+    assert mosaic.shape == (2 * step - 2, 7 * step - 2, 3)  # a row per image, input + 6 maps
+    labels = [text.get_text() for text in figure.axes[0].texts]
+    assert labels == ["input", *(f"ch {k}" for k in range(6))]
+    # the second row's third map, each map rescaled to [0, 1] on its own, in viridis
+    tile = mosaic[step : step + 32, 3 * step : 3 * step + 32]
+    expected = maps[1, 2].numpy()
+    expected = (expected - expected.min()) / (expected.max() - expected.min())
+    viridis = matplotlib.colormaps["viridis"](expected)[..., :3]
+    assert np.allclose(tile[::8, ::8], viridis)  # 4x4 maps drawn 8 pixels a cell
+    first = mosaic[:32, :32]  # the RGB input, rescaled to [0, 1]
     assert first.min() == 0.0 and first.max() == pytest.approx(1.0)
     assert as_maps(torch.zeros(2, 5)).shape == (2, 1, 1, 5)
     assert as_maps(torch.zeros(2, 4, 7)).shape == (2, 4, 1, 7)
