@@ -129,7 +129,7 @@ fmnist-transfer: $(STAMP) ## Digits from the fmnist-ce backbone: head only vs al
 	$(LAB) report $@-head $@-all $@-scratch --out lightning_logs/reports/$@
 
 test: $(STAMP) lint ## Lint, then run the whole test suite (slow tests included), on up to 4 cores
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check lab tests
 	$(BIN)/ruff format --check lab tests

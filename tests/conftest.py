@@ -25,6 +25,12 @@ if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long tests (``slow``) first: under pytest-xdist the short ones then fill the other
+    workers' time, instead of one long test ending the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # a stable sort
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh working folder; runs land in its ``lightning_logs/``."""

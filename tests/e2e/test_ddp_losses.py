@@ -44,6 +44,9 @@ from tests.e2e.ddp import (
     triplet_batch,
 )
 
+# The two DDP processes start once (the `ranks` fixture), on one worker under loadgroup.
+pytestmark = pytest.mark.xdist_group("ddp_ranks")
+
 
 @pytest.mark.parametrize("split", list(SPLITS))
 @pytest.mark.parametrize("name", list(LOSSES))

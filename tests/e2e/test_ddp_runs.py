@@ -10,6 +10,9 @@ import torch
 from lab.distributed import gather_rows, gather_with_grad, world_size
 from tests.e2e.ddp import digits_test
 
+# The two DDP processes start once (the `ranks` fixture), on one worker under loadgroup.
+pytestmark = pytest.mark.xdist_group("ddp_ranks")
+
 
 def test_gather_split_puts_the_split_back_in_order_without_padding(ranks):
     _, saved = ranks
