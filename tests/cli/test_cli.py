@@ -107,15 +107,6 @@ def test_there_is_an_experiment_per_yaml():
 
 
 @pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: p.stem)
-def test_every_experiment_prints_its_config(config, capsys, workdir):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", str(config), "--print_config"])
-    assert exit_info.value.code in (0, None)
-    printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["model"]["class_path"] and printed["data"]["class_path"]
-
-
-@pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: p.stem)
 def test_fast_dev_run_of_every_experiment(config, lab, workdir, capsys):
     assert data_class(config) in FAKE_DATA, f"add a fixture for {data_class(config)}"
     data_args = FAKE_DATA[data_class(config)](workdir / "data") + fixture_overrides(config)

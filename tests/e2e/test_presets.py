@@ -19,12 +19,14 @@ PRESETS = ["cpu", "gpu", "ddp"]
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_parses_with_every_experiment(preset, capsys, workdir):
+    # Also the check that every experiment parses and names its model and data.
     overlay = REPO / "experiments" / "_base" / f"{preset}.yaml"
     for config in EXPERIMENTS:
         with pytest.raises(SystemExit) as done:
             main(["fit", "--config", str(config), "--config", str(overlay), "--print_config"])
         assert done.value.code in (0, None), config.name
         printed = yaml.safe_load(capsys.readouterr().out)
+        assert printed["model"]["class_path"] and printed["data"]["class_path"], config.name
         wanted = yaml.safe_load(overlay.read_text())["trainer"]
         for key, value in wanted.items():
             assert printed["trainer"][key] == value, (config.name, key)
