@@ -95,6 +95,9 @@ def fixture_overrides(config: Path) -> list[str]:
         extra.append("--data.init_args.labelled_per_class=2")
     if data.get("pk_classes"):
         extra += ["--data.init_args.pk_classes=2", "--data.init_args.pk_samples=4"]
+    for key in ("batch_size", "eval_batch_size"):
+        if (data.get(key) or 0) > 16:  # one batch of 256 images is seconds on one thread
+            extra.append(f"--data.init_args.{key}=16")
     if "bf16" in str(loaded.get("trainer", {}).get("precision", "")):
         # bf16 autocast on a CPU without bf16 units takes minutes for one batch (cifar-fast:
         # 218 s); bf16 numerics: tests/losses/test_precision.py, presets: tests/e2e/test_presets.py.
