@@ -25,9 +25,6 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from lab.callbacks.evaluation import write_evaluation
 from lab.callbacks.figures import figure_writer, task_class_names
@@ -125,6 +122,12 @@ class BeforeFitEvaluation(L.Callback):
         reference = datamodule.reference_dataloader()
         train_x, train_y = _embed(pl_module, reference, logits=False, limit=self.max_train_samples)
         test_x, test_y = _embed(pl_module, datamodule.test_dataloader(), logits=False)
+        # scikit-learn here, not at the top: it is 0.5 s of every `lab fit`'s start-up, and
+        # only a run with this probe needs it.
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
         probe = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=1000))
         probe.fit(train_x, train_y)
         num_classes = pl_module.num_classes
