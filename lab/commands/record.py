@@ -268,15 +268,26 @@ def runs_table(name: str, runs: pd.DataFrame) -> str:
 
 
 def benchmarks_table(benchmarks: pd.DataFrame) -> str:
-    """The benchmarks table: the newest figure of each benchmark and machine."""
+    """The benchmarks table: the newest figure of each benchmark and machine, one row per
+    command that printed them (``lab bench startup`` gives one row of ten figures)."""
     if benchmarks.empty:
         return "_No benchmark recorded in results/benchmarks.csv yet._"
     newest = benchmarks.drop_duplicates(["name", "machine"], keep="last")
-    rows = [
-        [str(r["name"]), f"{float(r['figure']):g} {r['unit']}", str(r["machine"]),
-         f"`{_short_commit(r['commit'])}`", f"`{r['command']}`"]
-        for _, r in newest.iterrows()
-    ]  # fmt: skip
+    rows = []
+    keys = ["command", "machine", "commit"]
+    for (command, machine_, commit), group in newest.groupby(keys, sort=False):
+        names = group["name"].astype(str).tolist()
+        values = [f"{float(f):g} {u}" for f, u in zip(group["figure"], group["unit"], strict=True)]
+        if len(names) == 1:
+            name, figures = names[0], values[0]
+        else:  # one row: the names' common stem, then each figure under what tells it apart
+            common = os.path.commonprefix(names)
+            stem = common[: common.rfind("-") + 1] if "-" in common else ""
+            name = stem.rstrip("-") or names[0]
+            figures = "; ".join(
+                f"{n.removeprefix(stem)} {v}" for n, v in zip(names, values, strict=True)
+            )
+        rows.append([name, figures, str(machine_), f"`{_short_commit(commit)}`", f"`{command}`"])
     return _markdown(["benchmark", "figure", "machine", "commit", "command"], rows)
 
 

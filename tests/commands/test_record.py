@@ -121,6 +121,12 @@ def test_benchmark_rows_and_their_table(tmp_path):
     assert table["figure"].tolist() == [40.25] and table["machine"][0] == machine()
     rendered = render_tables(tmp_path)["benchmarks"]
     assert "| t-SNE 10k x 512 | 40.25 s |" in rendered and "`make bench-tsne`" in rendered
+    # the figures one command printed share a row, each under what tells it apart
+    for name, figure in (("startup-import-torch", 2.3), ("startup-lab-summary", 0.5)):
+        record_benchmark(name, figure, "s", "lab bench startup --record", tmp_path)
+    rendered = render_tables(tmp_path)["benchmarks"]
+    assert "| startup | import-torch 2.3 s; lab-summary 0.5 s |" in rendered
+    assert len(rendered.splitlines()) == 2 + 2  # header, rule, one row per command
 
 
 def test_marked_blocks_are_replaced_and_the_rest_kept(tmp_path):
