@@ -20,7 +20,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lab.callbacks.batches import BatchEnd, BatchEndCallback
 from lab.callbacks.figures import figure_writer, task_class_names
@@ -253,6 +253,13 @@ class TSNEPlot(BatchEndCallback):
         x_np, y_np = x.cpu().numpy(), y.cpu().numpy().astype(np.int64)
         keep = subsample(y_np, self.max_points, self.seed)
         x_np, y_np = x_np[keep], y_np[keep]
+        finite = np.isfinite(x_np).all(axis=1)
+        if not finite.all():  # a diverged model: t-SNE (and its neighbour search) would fail
+            rank_zero_warn(
+                f"t-SNE of the {stage} features skipped: {int((~finite).sum())} of "
+                f"{len(finite)} are not finite (NaN or inf: has the model diverged?)"
+            )
+            return
         coordinates = embed_2d(x_np, self.pca_dim, self.perplexity, self.seed)
         class_names = task_class_names(pl_module, int(y_np.max()) + 1)
         table = pd.DataFrame(

@@ -146,3 +146,15 @@ def test_callback_writes_csv_png_and_tensorboard_with_one_row_per_point(tmp_path
     metadata = sorted(run.glob("*/test_features/metadata.tsv"))
     assert len(metadata) == 1 and len(metadata[0].read_text().splitlines()) == 50
     assert not list(run.glob(".*.tmp"))
+
+
+def test_features_that_are_not_finite_skip_the_map_with_a_warning(tmp_path: Path):
+    # A diverged model: openTSNE's neighbour search would stop the test with a traceback.
+    model = Classifier(resnet18(in_channels=1, small_input=True), num_classes=3)
+    with torch.no_grad():
+        next(model.backbone.parameters()).fill_(float("nan"))  # the first convolution
+    logger = TensorBoardLogger(tmp_path, name="run")
+    trainer = quiet_trainer(logger=logger, callbacks=[TSNEPlot(max_points=50)])
+    with pytest.warns(UserWarning, match=r"t-SNE of the test features skipped: 50 of 50"):
+        trainer.test(model, datamodule=Data(), verbose=False)
+    assert not (Path(trainer.log_dir) / "tsne.csv").exists()
