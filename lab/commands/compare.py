@@ -26,14 +26,9 @@ import pandas as pd
 from lab.errors import LabError
 from lab.runs.folders import resolve_run
 from lab.runs.layout import log_root
+from lab.runs.metrics import format_cell
 from lab.runs.predictions import PREDICTIONS_FILE, read_predictions
-from lab.runs.stats import (
-    format_interval,
-    mcnemar_exact,
-    paired_difference,
-    verdict,
-    wilson_interval,
-)
+from lab.runs.stats import mcnemar_exact, paired_difference, verdict, wilson_interval
 
 
 @dataclass(frozen=True)
@@ -118,6 +113,10 @@ def compare_predictions(
     )
 
 
+def _accuracy(value: float, interval: tuple[float, float]) -> str:
+    return format_cell("test/acc", value, *interval, prose=True)
+
+
 def describe(c: Comparison) -> str:
     """The comparison as lines of text, as ``lab compare`` prints it."""
     width = max(len(c.name_a), len(c.name_b))
@@ -125,9 +124,9 @@ def describe(c: Comparison) -> str:
     return "\n".join(
         [
             f"test images: {c.n}",
-            f"A {c.name_a:<{width}}  accuracy {format_interval(c.accuracy_a, *c.interval_a)}"
+            f"A {c.name_a:<{width}}  accuracy {_accuracy(c.accuracy_a, c.interval_a)}"
             f"  ({c.correct_a}/{c.n})",
-            f"B {c.name_b:<{width}}  accuracy {format_interval(c.accuracy_b, *c.interval_b)}"
+            f"B {c.name_b:<{width}}  accuracy {_accuracy(c.accuracy_b, c.interval_b)}"
             f"  ({c.correct_b}/{c.n})",
             f"A - B: {100 * c.difference:+.2f} points, 95% interval "
             f"[{100 * low:+.2f}, {100 * high:+.2f}] (paired bootstrap)",

@@ -27,38 +27,49 @@ import pandas as pd
 from lab.errors import LabError
 from lab.io import atomic_write_text
 from lab.runs.layout import latest_run, log_root, read_run_info
-from lab.runs.metrics import summarize
+from lab.runs.metrics import BY_NAME, RECORDED, format_cell, summarize
+from lab.runs.objective import experiment_objective
 from lab.runs.predictions import PREDICTIONS_FILE, read_predictions
-from lab.runs.stats import format_interval, wilson_interval
+from lab.runs.stats import wilson_interval
+
+
+def _metric_columns() -> list[str]:
+    """The columns of runs.csv the recorded metrics fill (lab.runs.metrics.RECORDED): each
+    one's, then for test accuracy its Wilson interval and the number of test images."""
+    columns = []
+    for metric in RECORDED:
+        columns.append(metric.record)
+        if metric.name == "test/acc":
+            columns += [f"{metric.record}_low", f"{metric.record}_high", "test_images"]
+    return columns
+
 
 RUN_COLUMNS = [
-    "experiment", "run", "test_acc", "test_acc_low", "test_acc_high", "test_images", "knn_acc",
-    "precision_at_1", "map_at_r", "best_val_acc", "epochs", "fit_seconds", "machine", "torch",
-    "commit", "command", "date",
-]  # fmt: skip
+    "experiment",
+    "run",
+    *_metric_columns(),
+    "machine",
+    "torch",
+    "commit",
+    "command",
+    "date",
+]
 BENCHMARK_COLUMNS = ["name", "figure", "unit", "machine", "torch", "commit", "command", "date"]
-# summarize()'s keys -> the columns of runs.csv.
-_FROM_SUMMARY = {
-    "test/acc": "test_acc",
-    "test/knn_acc": "knn_acc",
-    "test/precision_at_1": "precision_at_1",
-    "test/map_at_r": "map_at_r",
-    "best val/acc": "best_val_acc",
-    "epochs": "epochs",
-    "fit seconds": "fit_seconds",
-}
-# What each experiment of a table trains (the table's second column).
-OBJECTIVES = {
-    "demo": "cross-entropy, label smoothing 0.1",
-    "demo-triplet": "batch-hard triplet alone, margin 0.2, 64-d L2-normalised embedding, "
-    "P x K = 10 x 8",
-    "demo-center": "cross-entropy + 0.1 x center loss, centers' rate 0.5",
-    "fmnist-ce": "cross-entropy, label smoothing 0.1",
-    "fmnist-triplet": "batch-hard triplet alone, margin 0.2, 64-d L2-normalised embedding, "
-    "P x K = 10 x 8 mined in groups of 10 x 2",
-    "fmnist-center": "cross-entropy + 0.01 x center loss, centers' rate 0.5",
-    "fmnist-long-cpu": "cross-entropy, label smoothing 0.1; a wider CNN (585k parameters), "
-    "crops, flips and random erasing, 60 epochs",
+# The README tables' metrics, after the id and the objective.
+TABLE_METRICS = (
+    "test/acc",
+    "test/knn_acc",
+    "test/precision_at_1",
+    "test/map_at_r",
+    "epochs",
+    "fit seconds",
+)
+# What a table's experiment sets up besides its objective (the objective itself is derived
+# from its YAML's loss terms: lab.runs.objective), after the objective in the table.
+SETUPS = {
+    "demo-triplet": "64-d L2-normalised embedding, P x K = 10 x 8",
+    "fmnist-triplet": "64-d L2-normalised embedding, P x K = 10 x 8",
+    "fmnist-long-cpu": "a wider CNN (585k parameters), crops, flips and random erasing, 60 epochs",
 }
 TABLE_EXPERIMENTS = {
     "demo": ("demo", "demo-triplet", "demo-center"),
@@ -122,7 +133,7 @@ def run_row(run_dir: Path) -> dict[str, Any]:
             f"last` first, then record it"
         )
     row: dict[str, Any] = {"experiment": run_dir.parent.name, "run": run_dir.as_posix()}
-    row.update({column: summary.get(key) for key, column in _FROM_SUMMARY.items()})
+    row.update({metric.record: summary.get(metric.name) for metric in RECORDED})
     row.update(_accuracy_interval(run_dir))
     mtime = (run_dir / "run.json").stat().st_mtime
     row.update(
@@ -204,22 +215,12 @@ def record_benchmark(
 # -- tables ---------------------------------------------------------------------------------
 
 
-def _pct(value: Any) -> str:
-    return "" if pd.isna(value) else f"{100 * float(value):.2f}%"
-
-
-def _num(value: Any, fmt: str) -> str:
-    return "" if pd.isna(value) else format(float(value), fmt)
-
-
-def _with_interval(row: pd.Series) -> str:
-    """Test accuracy with its Wilson interval, when the row has one."""
-    if pd.isna(row["test_acc"]):
-        return ""
-    low, high = row.get("test_acc_low"), row.get("test_acc_high")
-    if pd.isna(low) or pd.isna(high):
-        return _pct(row["test_acc"])
-    return format_interval(float(row["test_acc"]), float(low), float(high))
+def _cell(name: str, row: pd.Series) -> str:
+    """The README cell of metric ``name`` of a runs.csv row (a percentage for a share; test
+    accuracy with its Wilson interval when the row has one)."""
+    column = BY_NAME[name].record
+    low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
+    return format_cell(name, row[column], low, high, prose=True)
 
 
 def _short_commit(commit: Any) -> str:
@@ -234,36 +235,44 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def runs_table(name: str, runs: pd.DataFrame) -> str:
+def objective(experiment: str, experiments: Path = Path("experiments")) -> str:
+    """The objective column of a table's experiment: the words of its YAML's loss terms
+    (``lab.runs.objective``), then what else it sets up (:data:`SETUPS`)."""
+    words = experiment_objective(experiments / f"{experiment}.yaml") or ""
+    return "; ".join(part for part in (words, SETUPS.get(experiment, "")) if part)
+
+
+def runs_table(name: str, runs: pd.DataFrame, experiments: Path = Path("experiments")) -> str:
     """The Markdown table ``name`` (demo, fmnist) from runs.csv: the newest row of each
-    of its experiments, in the table's order."""
-    header = ["id", "objective", "test top-1 [95% CI]", "kNN", "precision@1", "MAP@R", "epochs"]
-    header += ["fit wall time", "machine", "commit"]
+    of its experiments, in the table's order; the objectives from their YAMLs in
+    ``experiments``."""
+    metrics = [BY_NAME[name] for name in TABLE_METRICS]
+    labels = [m.label + (" [95% CI]" if m.interval else "") for m in metrics]
+    header = ["id", "objective", *labels, "machine", "commit"]
     rows = []
     for experiment in TABLE_EXPERIMENTS[name]:
         mine = runs[runs["experiment"] == experiment]
         if mine.empty:  # listed all the same: the table shows what is still to be measured
             blank = [""] * (len(header) - 3)
-            rows.append([f"`{experiment}`", OBJECTIVES.get(experiment, ""), "not recorded", *blank])
+            words = objective(experiment, experiments)
+            rows.append([f"`{experiment}`", words, "not recorded", *blank])
             continue
         r = mine.iloc[-1]
         rows.append(
             [
                 f"`{experiment}`",
-                OBJECTIVES.get(experiment, ""),
-                _with_interval(r),
-                _pct(r["knn_acc"]),
-                _pct(r["precision_at_1"]),
-                _num(r["map_at_r"], ".4f"),
-                _num(r["epochs"], ".0f"),
-                "" if pd.isna(r["fit_seconds"]) else f"{float(r['fit_seconds']):.1f} s",
+                objective(experiment, experiments),
+                *(_cell(name, r) for name in TABLE_METRICS),
                 str(r["machine"]),
                 f"`{_short_commit(r['commit'])}`",
             ]
         )
     if name == "fmnist":
         blank = [""] * (len(header) - 3)
-        rows += [["published", method, _pct(acc), *blank] for method, acc in FMNIST_PUBLISHED]
+        rows += [
+            ["published", method, format_cell("test/acc", acc, prose=True), *blank]
+            for method, acc in FMNIST_PUBLISHED
+        ]
     return _markdown(header, rows)
 
 
@@ -291,12 +300,15 @@ def benchmarks_table(benchmarks: pd.DataFrame) -> str:
     return _markdown(["benchmark", "figure", "machine", "commit", "command"], rows)
 
 
-def render_tables(results: Path | None = None) -> dict[str, str]:
-    """Every table's Markdown, by marker name, from the files in ``results``."""
+def render_tables(
+    results: Path | None = None, experiments: Path = Path("experiments")
+) -> dict[str, str]:
+    """Every table's Markdown, by marker name, from the files in ``results`` (and the
+    objectives of the experiment files in ``experiments``)."""
     folder = results_dir(results)
     runs = read_csv(folder / "runs.csv", RUN_COLUMNS)
     benchmarks = read_csv(folder / "benchmarks.csv", BENCHMARK_COLUMNS)
-    tables = {name: runs_table(name, runs) for name in TABLE_EXPERIMENTS}
+    tables = {name: runs_table(name, runs, experiments) for name in TABLE_EXPERIMENTS}
     tables["benchmarks"] = benchmarks_table(benchmarks)
     return tables
 
@@ -327,9 +339,10 @@ def update_text(text: str, tables: dict[str, str]) -> str:
 
 
 def write_tables(readme: Path, results: Path | None = None) -> list[str]:
-    """Rewrite the marked tables of ``readme`` from ``results``; the names of those changed."""
+    """Rewrite the marked tables of ``readme`` from ``results`` (the objectives from the
+    ``experiments/`` beside it); the names of those changed."""
     text = readme.read_text()
-    new = update_text(text, render_tables(results))
+    new = update_text(text, render_tables(results, Path(readme).parent / "experiments"))
     before, after = marked_blocks(text), marked_blocks(new)
     if new != text:
         atomic_write_text(readme, new)
@@ -358,7 +371,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             if run is None:
                 raise LabError(f"{target} is neither a run folder nor an experiment with runs")
         row = record_run(run, args.results)
-        print(f"recorded {row['run']}: test acc {_pct(row['test_acc']) or '-'}, {row['machine']}")
+        accuracy = format_cell("test/acc", row["test_acc"], prose=True) or "-"
+        print(f"recorded {row['run']}: test acc {accuracy}, {row['machine']}")
     if args.tables:
         if not args.readme.is_file():
             raise LabError(f"{args.readme} not found: run from the repository root or --readme")

@@ -1,4 +1,5 @@
-"""``lab summary [EXPERIMENT | RUN_DIR ...]``: the headline numbers of runs, as a table.
+"""``lab summary [EXPERIMENT | RUN_DIR ...]``: what runs trained and their headline
+numbers, as a table.
 
 Test accuracy, macro F1 and macro AUC carry their 95% interval in brackets (Wilson for
 accuracy, a bootstrap over test images for the others; see docs/uncertainty.md), read
@@ -17,36 +18,29 @@ import pandas as pd
 from lab.errors import LabError
 from lab.runs.folders import find_runs
 from lab.runs.layout import log_root
-from lab.runs.metrics import summarize
+from lab.runs.metrics import BY_NAME, format_table, summarize
+from lab.runs.objective import run_objective
 from lab.runs.predictions import run_intervals
 
 
-def _cell(column: str, value: Any, intervals: dict[str, tuple[float, float, float]]) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if column in ("epochs", "trainable params"):
-        return str(int(value))
-    if column.endswith(" seconds"):
-        return f"{float(value):.1f}"
-    if isinstance(value, float):
-        text = f"{value:.4f}"
-        _, low, high = intervals.get(column, (value, math.nan, math.nan))
-        if math.isfinite(low) and math.isfinite(high):
-            text += f" [{low:.4f}, {high:.4f}]"
-        return text
-    return str(value)
-
-
 def summary_table(runs: Sequence[Any]) -> pd.DataFrame:
-    """One row of strings per run folder: its headline numbers, intervals in brackets."""
+    """One row of strings per run folder: its objective in words (:mod:`lab.runs.objective`,
+    from its config.yaml) and its headline numbers (:mod:`lab.runs.metrics`), intervals
+    in brackets."""
     rows = []
     for run in runs:
         values = summarize(run)
-        intervals = run_intervals(run)
-        for metric, (value, _, _) in intervals.items():
+        values["objective"] = run_objective(run)
+        for metric, (value, low, high) in run_intervals(run).items():
             values.setdefault(metric, value)  # macro F1 / AUC when only the intervals have them
-        rows.append({c: _cell(c, v, intervals) if c != "run" else v for c, v in values.items()})
-    return pd.DataFrame(rows).fillna("").set_index("run")
+            values[f"{metric} low"], values[f"{metric} high"] = low, high
+        rows.append(values)
+    table = pd.DataFrame(rows)
+    if table["objective"].isna().all():  # no run has a config.yaml
+        table = table.drop(columns="objective")
+    first = [c for c in ("run", "objective", *BY_NAME) if c in table]
+    table = table[first + [c for c in table.columns if c not in first]]
+    return format_table(table).set_index("run")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

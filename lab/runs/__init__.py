@@ -2,7 +2,8 @@
 
 - ``layout``: the folder layout, the newest run (``last:<experiment>``), ``run.json``;
 - ``checkpoints``: ``--ckpt_path last`` / ``best`` resolved, a checkpoint file checked;
-- ``metrics``: a run's headline numbers (``summarize``);
+- ``metrics``: the registry of headline metrics, how a table shows them, a run's
+  headline numbers (``summarize``);
 - ``folders``: run folders named on the command line (``demo``, ``sweeps/x``, a path);
 - ``predictions``: a split's predictions file and the intervals of its metrics;
 - ``stats``: confidence intervals and paired tests.
@@ -23,14 +24,17 @@ from lab.runs.layout import (
     run_dir_of_checkpoint,
     versions,
 )
-from lab.runs.metrics import HEADLINE_METRICS, summarize
+from lab.runs.metrics import METRICS, Metric, format_cell, format_table, summarize
 
 __all__ = [
     "CKPT_CONVERT",
-    "HEADLINE_METRICS",
+    "METRICS",
+    "Metric",
     "best_checkpoint",
     "check_checkpoint",
     "find_runs",
+    "format_cell",
+    "format_table",
     "is_run_dir",
     "latest_checkpoint",
     "latest_run",

@@ -198,20 +198,6 @@ def paired_difference(
     return difference, low, high
 
 
-def format_interval(value: float, low: float, high: float, percent: bool = True) -> str:
-    """``"98.89% [97.1, 99.6]"`` (``percent``) or ``"0.9889 [0.9710, 0.9960]"``; the
-    value alone when the interval is unknown (NaN)."""
-    if percent:
-        text = f"{100 * value:.2f}%"
-        if np.isfinite(low) and np.isfinite(high):
-            text += f" [{100 * low:.1f}, {100 * high:.1f}]"
-        return text
-    text = f"{value:.4f}"
-    if np.isfinite(low) and np.isfinite(high):
-        text += f" [{low:.4f}, {high:.4f}]"
-    return text
-
-
 def verdict(
     p_value: float,
     accuracy_a: float,

@@ -102,12 +102,14 @@ def test_tables_render_the_newest_row_per_experiment(tmp_path):
     record_run(fake_run(tmp_path, "demo-center", acc=0.97, dirty=True), results)
     record_run(fake_run(tmp_path, "demo", acc=0.9), results)
     record_run(fake_run(tmp_path, "demo", version=1, acc=0.925, seconds=40.04), results)
-    tables = render_tables(results)
+    tables = render_tables(results, REPO / "experiments")
     lines = tables["demo"].splitlines()
     assert lines[0].startswith("| id | objective | test top-1 [95% CI] |") and len(lines) == 5
-    assert lines[2].startswith("| `demo` | cross-entropy") and "| 92.50% |" in lines[2]
+    assert lines[2].startswith("| `demo` | cross-entropy, label smoothing 0.1 |")
+    assert "| 92.50% |" in lines[2]
     assert "| 40.0 s |" in lines[2] and "`0123456`" in lines[2]
-    assert lines[3].startswith("| `demo-triplet` |") and "| not recorded |" in lines[3]
+    assert lines[3].startswith("| `demo-triplet` | batch-hard triplet, margin 0.2; 64-d")
+    assert "| not recorded |" in lines[3]
     assert lines[4].startswith("| `demo-center` |") and "97.00%" in lines[4]
     assert "`0123456+dirty`" in lines[4]  # made with uncommitted changes: the table says so
     assert "| published | ResNet-18 | 94.90% |" in tables["fmnist"]
@@ -140,18 +142,18 @@ def test_marked_blocks_are_replaced_and_the_rest_kept(tmp_path):
         marked_blocks("<!-- results:demo -->\nx")
     readme = tmp_path / "README.md"
     readme.write_text(text)
+    (tmp_path / "experiments").symlink_to(REPO / "experiments")  # the objectives' source
     assert write_tables(readme, tmp_path / "results") == ["demo"]
-    assert (
-        "| `demo-center` | cross-entropy + 0.1 x center loss, centers' rate 0.5 | not recorded |"
-        in (readme.read_text())
-    )
+    center = "cross-entropy + 0.1 x center loss, label smoothing 0.1, centers' rate 0.5"
+    assert f"| `demo-center` | {center} | not recorded |" in readme.read_text()
     assert write_tables(readme, tmp_path) == []
 
 
 def test_the_readme_tables_agree_with_results():
     """Every marked table of README.md is what `make results-tables` makes from results/."""
     readme = (REPO / "README.md").read_text()
-    assert update_text(readme, render_tables(REPO / "results")) == readme, (
+    tables = render_tables(REPO / "results", REPO / "experiments")
+    assert update_text(readme, tables) == readme, (
         "README.md's result tables differ from results/: run `make results-tables`"
     )
 

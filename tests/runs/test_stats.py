@@ -14,7 +14,6 @@ from sklearn.metrics import f1_score, roc_auc_score
 from lab.errors import LabError
 from lab.runs.stats import (
     bootstrap_interval,
-    format_interval,
     macro_auc,
     macro_f1,
     mcnemar_exact,
@@ -127,10 +126,7 @@ def test_macro_f1_and_auc_match_scikit_learn() -> None:
     assert low < macro_f1(y, p) < high
 
 
-def test_format_and_verdict() -> None:
-    assert format_interval(0.9889, 0.9711, 0.9957) == "98.89% [97.1, 99.6]"
-    assert format_interval(0.5, float("nan"), float("nan")) == "50.00%"
-    assert format_interval(0.5, 0.4, 0.6, percent=False) == "0.5000 [0.4000, 0.6000]"
+def test_verdict() -> None:
     assert verdict(0.62, 0.9, 0.91) == "the difference is within noise (p = 0.62)"
     assert verdict(0.003, 0.95, 0.9, "demo", "other") == "demo is better than other (p = 0.003)"
     assert verdict(0.003, 0.9, 0.95) == "B is better than A (p = 0.003)"

@@ -27,8 +27,6 @@ from lab.commands.report.figures import (
     run_figures,
 )
 from lab.commands.report.reading import (
-    MAIN_COLUMNS,
-    OPTIONAL_COLUMNS,
     Run,
     load_run,
     read_config,
@@ -46,8 +44,6 @@ from lab.runs.folders import find_runs, is_run_dir, run_ids, runs_below
 
 __all__ = [
     "FIGURE_PATTERNS",
-    "MAIN_COLUMNS",
-    "OPTIONAL_COLUMNS",
     "Run",
     "log_scale_if_wide",
     "differing_settings",

@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from lab.commands.report.figures import (
-    _image,
     copy_atomically,
     epoch_curves,
+    image_html,
     image_tables,
     plot_comparison,
     plot_curves,
@@ -47,11 +47,11 @@ def write_report(runs: Sequence[Run], out: Path, command: str, now: datetime | N
         "",
         "## Results",
         "",
-        "Settings: the config values that differ between these runs, plus the learning "
-        "rate and `max_epochs`. Metrics: test metrics after `lab test` with their 95% "
-        "interval in brackets (Wilson for accuracy, a bootstrap over test images for macro "
-        "F1 and AUC; docs/uncertainty.md), `best val/acc` over the epochs. Both also in "
-        "[results.csv](results.csv).",
+        "Settings: each run's objective in words, the config values that differ between "
+        "these runs, plus the learning rate and `max_epochs`. Metrics: test metrics after "
+        "`lab test` with their 95% interval in brackets (Wilson for accuracy, a bootstrap "
+        "over test images for macro F1 and AUC; docs/uncertainty.md), `best val/acc` over "
+        "the epochs. Both also in [results.csv](results.csv).",
         "",
         "### Settings",
         "",
@@ -80,7 +80,7 @@ def write_report(runs: Sequence[Run], out: Path, command: str, now: datetime | N
         lines += [
             "Validation accuracy and loss of every run:",
             "",
-            _image("comparison.png", 900),
+            image_html("comparison.png", 900),
             "",
             "Each run's training and validation loss and accuracy:",
             "",
@@ -90,7 +90,7 @@ def write_report(runs: Sequence[Run], out: Path, command: str, now: datetime | N
             if run.id in curves:
                 relative = f"figures/{run.id}/curves.png"
                 plot_curves(curves[run.id], run.id, out / relative)
-                cells[run.id] = _image(relative, width)
+                cells[run.id] = image_html(relative, width)
             else:
                 cells[run.id] = None
         lines += [image_tables(cells), ""]
@@ -112,7 +112,7 @@ def write_report(runs: Sequence[Run], out: Path, command: str, now: datetime | N
             flat = source.relative_to(run.path).as_posix().replace("/", "_")
             relative = f"figures/{run.id}/{flat}"
             copy_atomically(source, out / relative)
-            cells[run.id] = _image(relative, width)
+            cells[run.id] = image_html(relative, width)
         lines += [f"### {kind}", "", image_tables(cells), ""]
 
     report = out / "report.md"

@@ -146,7 +146,8 @@ def copy_atomically(source: Path, target: Path) -> None:
         shutil.copyfile(source, tmp)
 
 
-def _image(relative: str, width: int) -> str:
+def image_html(relative: str, width: int) -> str:
+    """An ``<img>`` of a file of the report folder at ``width`` pixels (Markdown has none)."""
     return f'<img src="{quote(relative)}" width="{width}">'
 
 

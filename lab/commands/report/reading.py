@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,21 +14,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from lab.errors import LabError
-from lab.runs.metrics import summarize
+from lab.runs.metrics import headline
 from lab.runs.predictions import run_intervals
-
-# Always in the results table (blank where a run lacks them), then these when any run has them.
-MAIN_COLUMNS = ("test/acc", "test/acc_top5", "best val/acc", "epochs", "fit seconds")
-OPTIONAL_COLUMNS = (
-    "before/acc",  # before fine-tuning (lab.callbacks.BeforeFitEvaluation)
-    "trainable params",
-    "test/knn_acc",
-    "test/precision_at_1",
-    "test/map_at_r",
-    "test/macro_f1",
-    "test/auc_macro",
-)
 
 
 @dataclass
@@ -57,43 +43,40 @@ class Run:
         self.notes.append(note)
 
 
-def read_metrics(run: Run) -> bool:
-    """Load ``metrics.csv`` into ``run.metrics``; record what is wrong with it. Returns
-    whether the file was intact (then ``summarize`` can read it as is)."""
+def read_metrics(run: Run) -> None:
+    """Load ``metrics.csv`` into ``run.metrics`` (without a last row cut off inside);
+    record what is wrong with it."""
     path = run.path / "metrics.csv"
     if not path.is_file():
         run.problem(
             "no metrics",
             "no metrics.csv (the run stopped before logging an epoch, or it was removed)",
         )
-        return False
+        return
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as error:
         run.problem("no metrics", f"metrics.csv cannot be read ({error})")
-        return False
-    intact = True
+        return
     if text.strip() and not text.endswith("\n"):
         lines = text.splitlines(keepends=True)
         text = "".join(lines[:-1])
-        intact = False
         if len(lines) > 1:
             run.notes.append("metrics.csv ends inside a row (truncated): that row is left out")
             run.problems.append("truncated metrics")
     if not text.strip():
         run.problem("no metrics", "metrics.csv is empty (or cut off inside its header)")
-        return False
+        return
     try:
         metrics = pd.read_csv(io.StringIO(text))
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         message = str(error).strip().splitlines()[0]
         run.problem("no metrics", f"metrics.csv does not parse ({message})")
-        return False
+        return
     if metrics.empty:
         run.problem("no metrics", "metrics.csv has a header but no rows")
-        return False
+        return
     run.metrics = metrics
-    return intact
 
 
 # The run files that hold a mapping: how to parse each, what it must hold, and the run's
@@ -114,14 +97,14 @@ _MAPPING_FILES: dict[str, tuple[Callable[[str], Any], str, tuple[str, str], str]
 }
 
 
-def _read_mapping(run: Run, name: str) -> tuple[bool, dict[str, Any] | None]:
-    """Parse the run file ``name`` (one of :data:`_MAPPING_FILES`): (whether it parsed or
-    is absent, the mapping or None); a missing or broken file is recorded on ``run``."""
+def _read_mapping(run: Run, name: str) -> dict[str, Any] | None:
+    """Parse the run file ``name`` (one of :data:`_MAPPING_FILES`): the mapping, or None
+    for a missing or broken file (recorded on ``run``)."""
     parse, expected, missing, bad = _MAPPING_FILES[name]
     path = run.path / name
     if not path.is_file():
         run.problem(*missing)
-        return True, None
+        return None
     try:
         value = parse(path.read_text())
         if not isinstance(value, dict):
@@ -129,53 +112,39 @@ def _read_mapping(run: Run, name: str) -> tuple[bool, dict[str, Any] | None]:
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
         message = " ".join(str(error).split())
         run.problem(bad, f"{name} does not parse ({message})")
-        return False, None
-    return True, value
+        return None
+    return value
 
 
-def read_info(run: Run) -> bool:
-    """Load ``run.json`` into ``run.info``; returns whether it parsed (or is absent)."""
-    parsed, info = _read_mapping(run, "run.json")
+def read_info(run: Run) -> None:
+    """Load ``run.json`` into ``run.info``; record a missing or broken one."""
+    info = _read_mapping(run, "run.json")
     run.info = info if info is not None else run.info
-    return parsed
 
 
 def read_config(run: Run) -> None:
     """Load ``config.yaml`` into ``run.config``; record a missing or broken one."""
-    config = _read_mapping(run, "config.yaml")[1]
+    config = _read_mapping(run, "config.yaml")
     run.config = config if config is not None else run.config
 
 
-def _last_values(metrics: pd.DataFrame, columns: Sequence[str]) -> dict[str, float]:
-    return {
-        column: float(metrics[column].dropna().iloc[-1])
-        for column in columns
-        if column in metrics and metrics[column].notna().any()
-    }
-
-
-def _summarize(run: Run, files_intact: bool) -> dict[str, Any]:
-    """``lab.runs.summarize`` of the run folder when its files are intact, else of a clean
-    copy of the metrics that could be read (the wall times are then added from run.json)."""
-    if files_intact:
-        try:
-            return summarize(run.path)
-        except (ValueError, TypeError, LabError):  # e.g. odd values in run.json
-            pass
-    with tempfile.TemporaryDirectory() as scratch:
-        run.metrics.to_csv(Path(scratch) / "metrics.csv", index=False)
-        return summarize(Path(scratch))
+def _headline(run: Run) -> dict[str, Any]:
+    """The headline numbers of what could be read of the run (``lab.runs.metrics.headline``);
+    without run.json's figures when they are odd values."""
+    try:
+        return headline(run.metrics, run.info)
+    except (ValueError, TypeError):  # e.g. a run.json whose numbers are not numbers
+        return headline(run.metrics, {})
 
 
 def load_run(path: Path, run_id: str) -> Run:
     """Everything the report shows of one run folder, however far its files go."""
     run = Run(path=Path(path), id=run_id)
-    metrics_intact = read_metrics(run)
-    info_ok = read_info(run)
+    read_metrics(run)
+    read_info(run)
     read_config(run)
     if run.metrics is not None:
-        values = _summarize(run, metrics_intact and info_ok)
-        values.update(_last_values(run.metrics, OPTIONAL_COLUMNS))
+        values = _headline(run)
         has_test = any(c.startswith("test/") and run.metrics[c].notna().any() for c in run.metrics)
         if not has_test:
             run.problem(
@@ -186,7 +155,6 @@ def load_run(path: Path, run_id: str) -> Run:
         values = {}
         if "epochs_completed" in run.info:
             values["epochs"] = int(run.info["epochs_completed"])
-    values.pop("run", None)
     seconds = run.info.get("seconds", {}) if isinstance(run.info.get("seconds"), dict) else {}
     for stage in ("fit", "test"):
         if isinstance(seconds.get(stage), (int, float)) and f"{stage} seconds" not in values:

@@ -4,13 +4,14 @@ their 95% intervals (see :mod:`lab.runs.predictions`)."""
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
-from lab.commands.report.reading import MAIN_COLUMNS, OPTIONAL_COLUMNS, Run
+from lab.commands.report.reading import Run
+from lab.runs.metrics import METRICS, format_table, is_bound, is_metric
+from lab.runs.objective import config_objective
 
 # Config keys that are not settings of the experiment: names, paths, logging, callbacks.
 _IGNORED_KEYS = {
@@ -19,6 +20,7 @@ _IGNORED_KEYS = {
     "log_root",
     "ckpt_path",
     "model.class_path",  # the task column
+    "model.init_args.losses",  # the objective column, in words
     "trainer.callbacks",
     "trainer.logger",
     "trainer.default_root_dir",
@@ -107,10 +109,11 @@ def _display(key: str, value: Any) -> Any:
 
 
 def results_table(runs: Sequence[Run]) -> pd.DataFrame:
-    """One row per run: ``run``, ``experiment``, ``task``, ``status``, the settings that
-    differ, then the test metrics, best val/acc, epochs and fit seconds."""
+    """One row per run: ``run``, ``experiment``, ``task``, ``objective`` (in words,
+    :mod:`lab.runs.objective`), ``status``, the settings that differ, then the metrics of
+    :mod:`lab.runs.metrics` the report shows."""
     keys = differing_settings([run.config for run in runs])
-    reserved = {"run", "experiment", "task", "status", *MAIN_COLUMNS, *OPTIONAL_COLUMNS}
+    reserved = {"run", "experiment", "task", "objective", "status", *(m.name for m in METRICS)}
     names = {k: k if n in reserved else n for k, n in setting_names(keys).items()}
     rows = []
     for run in runs:
@@ -125,17 +128,18 @@ def results_table(runs: Sequence[Run]) -> pd.DataFrame:
             "run": run.id,
             "experiment": experiment,
             "task": task,
+            "objective": config_objective(config),
             "status": run.status,
         }
         for key in keys:  # blank where the run has no config or no such key
             row[names[key]] = _display(key, flat[key]) if key in flat else None
-        for column in MAIN_COLUMNS:
-            row[column] = run.values.get(column)
-            _add_interval(row, column, run, runs)
-        for column in OPTIONAL_COLUMNS:
-            if any(column in r.values for r in runs):
-                row[column] = run.values.get(column)
-                _add_interval(row, column, run, runs)
+        for metric in METRICS:  # lab.runs.metrics: which the report shows
+            shown = metric.report == "always" or (
+                metric.report == "when any" and any(metric.name in r.values for r in runs)
+            )
+            if shown:
+                row[metric.name] = run.values.get(metric.name)
+                _add_interval(row, metric.name, run, runs)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -148,66 +152,28 @@ def _add_interval(row: dict[str, Any], column: str, run: Run, runs: Sequence[Run
         row[f"{column} low"], row[f"{column} high"] = low, high
 
 
-def _is_bound(column: str) -> bool:
-    return column.endswith((" low", " high"))
-
-
 def metric_columns(table: pd.DataFrame) -> list[str]:
     """The columns of a :func:`results_table` that hold measured numbers (not bounds)."""
-    measured = {*MAIN_COLUMNS, *OPTIONAL_COLUMNS}
-    return [c for c in table.columns if c in measured]
-
-
-def _format_cell(column: str, value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if column in ("epochs", "trainable params"):
-        return f"{int(value):,}" if column == "trainable params" else str(int(value))
-    if column.endswith("seconds"):
-        return f"{float(value):.1f}"
-    if column.startswith(("test/", "before/", "best ")):
-        return f"{float(value):.4f}"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def _with_interval(column: str, value: Any, low: Any, high: Any) -> str:
-    text = _format_cell(column, value)
-    if text and all(isinstance(b, (int, float)) and math.isfinite(b) for b in (low, high)):
-        text += f" [{float(low):.4f}, {float(high):.4f}]"
-    return text
+    return [c for c in table.columns if is_metric(c)]
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    """A Markdown table of strings: metrics to 4 decimals with their 95% interval in
-    brackets where there is one, settings as written."""
-    shown = pd.DataFrame(index=table.index)
-    for column in table.columns:
-        if _is_bound(column):
-            continue
-        if f"{column} low" in table:
-            shown[column] = [
-                _with_interval(column, v, lo, hi)
-                for v, lo, hi in zip(
-                    table[column], table[f"{column} low"], table[f"{column} high"], strict=True
-                )
-            ]
-        else:
-            shown[column] = [_format_cell(column, v) for v in table[column]]
+    """A Markdown table of strings: metrics as :func:`lab.runs.metrics.format_cell` writes
+    them (their 95% interval in brackets where there is one), settings as written."""
+    shown = format_table(table)
     return shown.to_markdown(index=False, disable_numparse=True)
 
 
 def settings_markdown(table: pd.DataFrame) -> str:
-    """The Settings table of a :func:`results_table`: run, experiment, task, status and the
-    settings that differ."""
+    """The Settings table of a :func:`results_table`: run, experiment, task, objective,
+    status and the settings that differ."""
     measured = {*metric_columns(table)}
-    keep = [c for c in table.columns if c not in measured and not _is_bound(c)]
+    keep = [c for c in table.columns if c not in measured and not is_bound(c)]
     return to_markdown(table[keep])
 
 
 def metrics_markdown(table: pd.DataFrame) -> str:
     """The Metrics table of a :func:`results_table`: run, then each metric with its
     interval."""
-    keep = ["run", *(c for c in table.columns if c in metric_columns(table) or _is_bound(c))]
+    keep = ["run", *(c for c in table.columns if c in metric_columns(table) or is_bound(c))]
     return to_markdown(table[keep])

@@ -44,15 +44,14 @@ from lab.cli.configs import experiment_name
 from lab.cli.lightning_cli import condense_error, resolve_latest_weights, resolve_normalization
 from lab.commands.svm.features import LAYERS, cached_features, extract_layers
 from lab.commands.svm.fit import (
-    _LOADER_ONLY,
     KERNELS,
     SCALERS,
     SPLITS,
     Evaluation,
     Features,
     Setting,
-    _choices,
     check_svc_params,
+    checked_choices,
     evaluate,
     expand_grid,
     expand_settings,
@@ -86,6 +85,25 @@ __all__ = [
     "write_setting_predictions",
     "write_tables",
 ]
+
+# Data settings that change how the images are loaded, not what the features are: left
+# out of the feature cache's key.
+LOADER_ONLY = {
+    "batch_size",
+    "eval_batch_size",
+    "num_workers",
+    "pin_memory",
+    "download",
+    "verify",
+    "crop_padding",
+    "hflip",
+    "rotation",
+    "pk_classes",
+    "pk_samples",
+    "shuffle",
+    "device_data",
+}
+
 
 # -- the command ---------------------------------------------------------------------------
 
@@ -243,7 +261,7 @@ def _data_key(spec: Namespace) -> dict[str, Any]:
     args = init_args.as_dict() if isinstance(init_args, Namespace) else dict(init_args or {})
     return {
         "class_path": spec.class_path,
-        "init_args": {k: v for k, v in args.items() if k not in _LOADER_ONLY},
+        "init_args": {k: v for k, v in args.items() if k not in LOADER_ONLY},
     }
 
 
@@ -252,9 +270,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     cfg = _parse(parser, argv)
-    layers = _choices("layers", cfg.layers, LAYERS)
-    kernels = _choices("kernels", cfg.kernels, KERNELS)
-    scalers = _choices("scalers", cfg.scalers, SCALERS)
+    layers = checked_choices("layers", cfg.layers, LAYERS)
+    kernels = checked_choices("kernels", cfg.kernels, KERNELS)
+    scalers = checked_choices("scalers", cfg.scalers, SCALERS)
     svm_params = dict(cfg.svm or {})
     grid = {str(k): v for k, v in (cfg.grid or {}).items()}
     check_svc_params(svm_params, grid)

@@ -33,22 +33,6 @@ SPLITS = ("train", "val", "test")
 # Set by the command itself: the kernel by ``kernels``, the seed by ``seed``, and ovr
 # decision values are what the ROC curves are drawn from.
 _FIXED_SVC = ("kernel", "decision_function_shape", "random_state")
-# Data settings that change how the images are loaded, not what the features are.
-_LOADER_ONLY = {
-    "batch_size",
-    "eval_batch_size",
-    "num_workers",
-    "pin_memory",
-    "download",
-    "verify",
-    "crop_padding",
-    "hflip",
-    "rotation",
-    "pk_classes",
-    "pk_samples",
-    "shuffle",
-    "device_data",
-}
 Features = tuple[np.ndarray, np.ndarray]
 
 
@@ -72,7 +56,8 @@ class Setting:
         return re.sub(r"[^A-Za-z0-9._=-]+", "_", "-".join(parts))
 
 
-def _choices(name: str, values: Sequence[str], allowed: Sequence[str]) -> list[str]:
+def checked_choices(name: str, values: Sequence[str], allowed: Sequence[str]) -> list[str]:
+    """``values`` without repeats; a LabError for an empty list or a value not ``allowed``."""
     values = list(dict.fromkeys(str(v) for v in values))
     unknown = [v for v in values if v not in allowed]
     if unknown or not values:

@@ -9,6 +9,7 @@ import pandas as pd
 
 from lab.io import atomic_write_text
 from lab.plots import closing_figure, pyplot, save_figure_atomically
+from lab.runs.metrics import format_cell
 
 # -- tables and figure ---------------------------------------------------------------------
 
@@ -27,14 +28,12 @@ def to_markdown(table: pd.DataFrame) -> str:
         if column.endswith("seconds"):
             shown[column] = [f"{v:.2f}" for v in table[column]]
         elif column.endswith(("_acc", "_f1", "_macro")):
-            shown[column] = [f"{v:.4f}" for v in table[column]]
-            if f"{column}_low" in table:
-                shown[column] = [
-                    f"{text} [{low:.4f}, {high:.4f}]"
-                    for text, low, high in zip(
-                        shown[column], table[f"{column}_low"], table[f"{column}_high"], strict=True
-                    )
-                ]
+            none = [None] * len(table)
+            low, high = table.get(f"{column}_low", none), table.get(f"{column}_high", none)
+            shown[column] = [
+                format_cell(column, v, lo, hi)  # as every table of runs writes a score
+                for v, lo, hi in zip(table[column], low, high, strict=True)
+            ]
     best = ["" for _ in range(len(table))]
     if len(table):
         best[best_row(table)] = "best (val)"

@@ -50,21 +50,21 @@ from lab.commands.sweep.curves import (
 )
 from lab.commands.sweep.grid import (
     Setting,
-    _keys,
-    _lab,
-    _overrides,
     check_settings,
     describe,
     expand,
     load_grid_file,
     parse_grid_argument,
+    run_lab,
+    setting_overrides,
     slug,
+    swept_keys,
 )
 from lab.commands.sweep.seeds import aggregate_seeds, plot_sweep, seeds_markdown
 from lab.errors import LabError
 from lab.io import atomic_write_text
 from lab.runs.layout import latest_run, log_root, read_run_info
-from lab.runs.metrics import summarize
+from lab.runs.metrics import SEED_METRICS, format_table, summarize
 from lab.runs.predictions import run_intervals
 
 __all__ = [
@@ -90,15 +90,15 @@ __all__ = [
 
 def _record(root: Path, experiment: str, record: dict[str, Any]) -> dict[str, Any]:
     """``record`` with the headline numbers of the newest run of ``experiment`` (and the
-    95% interval of its test accuracy), when it logged any."""
+    95% intervals of those that have one), when it logged any."""
     run = latest_run(root / experiment)
     if run is not None and (run / "metrics.csv").is_file():
         summary = summarize(run)
         summary["run"] = str(run.relative_to(root))
         record.update(summary)
-        interval = run_intervals(run).get("test/acc")
-        if interval is not None:
-            record["test/acc low"], record["test/acc high"] = interval[1], interval[2]
+        for metric, (_, low, high) in run_intervals(run).items():
+            if metric in summary:
+                record[f"{metric} low"], record[f"{metric} high"] = low, high
     return record
 
 
@@ -120,12 +120,12 @@ def run_sweep(
     check_settings(base, settings)
     sweep_dir = root / "sweeps" / name
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    names = setting_names(_keys(settings))
+    names = setting_names(swept_keys(settings))
     plan = [(s, seed) for s in settings for seed in (range(seeds) if seeds else [None])]
     records = []
     for i, (setting, seed) in enumerate(plan, 1):
         experiment = f"sweeps/{name}/{slug(setting)}"
-        overrides = _overrides(base, setting)
+        overrides = setting_overrides(base, setting)
         if seed is not None:
             experiment += f"/seed-{seed}"
             overrides.append(f"--seed_everything={seed}")
@@ -149,7 +149,7 @@ def fit_and_test(common: list[str], experiment_dir: Path, test: bool) -> tuple[s
     """One run of a sweep: ``lab fit`` (``--then_test last``: the test in the same process,
     one start-up instead of two); its status (``ok``, ``failed (fit)``, ``failed (test)``:
     which stage failed, as the run's ``run.json`` tells) and the error's last line."""
-    code, message = _lab(["fit", *common, *(["--then_test", "last"] if test else [])])
+    code, message = run_lab(["fit", *common, *(["--then_test", "last"] if test else [])])
     if code == 0:
         return "ok", ""
     run = latest_run(experiment_dir)
@@ -166,7 +166,7 @@ def best_setting(settings: list[Setting], table: pd.DataFrame, select: str) -> S
     if ok.empty:
         raise LabError(f"no setting finished with a value of {select!r}: nothing to train further")
     best = settings[int(ok[select].astype(float).idxmax())]
-    varying = {k for k in _keys(settings) if len({describe(s.get(k)) for s in settings}) > 1}
+    varying = {k for k in swept_keys(settings) if len({describe(s.get(k)) for s in settings}) > 1}
     return {k: v for k, v in best.items() if k in varying}
 
 
@@ -189,11 +189,11 @@ def run_final(
     print(f"lab sweep: final run of the best by {select}: {chosen}", file=sys.stderr, flush=True)
     base = [arg for config in configs for arg in ("--config", config)] + list(extra)
     experiment = f"sweeps/{name}/final"
-    overrides = _overrides(base, chosen)
+    overrides = setting_overrides(base, chosen)
     common = [*base, *overrides, "--experiment", experiment, "--log_root", str(root)]
     started = time.perf_counter()
     status, error = fit_and_test(common, root / experiment, test=True)
-    names = setting_names(_keys(settings))
+    names = setting_names(swept_keys(settings))
     record: dict[str, Any] = {names[k]: describe(v) for k, v in chosen.items()}
     record.update(status=f"final: {status}", error=error)
     record["seconds"] = round(time.perf_counter() - started, 1)
@@ -204,22 +204,11 @@ def run_final(
     return table
 
 
-# The metrics a seeded sweep summarises over its seeds, when the runs logged them.
-SEED_METRICS = (
-    "test/acc",
-    "test/acc_top5",
-    "test/macro_f1",
-    "test/knn_acc",
-    "test/map_at_r",
-    "best val/acc",
-)
-
-
 def seed_table(
     runs: pd.DataFrame, settings: list[Setting], rank_by: str = "test/acc"
 ) -> pd.DataFrame:
     """The per-setting table of a seeded sweep (see ``seeds.aggregate_seeds``)."""
-    keys = list(setting_names(_keys(settings)).values())
+    keys = list(setting_names(swept_keys(settings)).values())
     metrics = list(dict.fromkeys([rank_by, *SEED_METRICS]))
     return aggregate_seeds(runs, keys, metrics, rank_by)
 
@@ -232,8 +221,8 @@ def _write_tables(
 ) -> None:
     table = pd.DataFrame(records)
     atomic_write_text(sweep_dir / "sweep.csv", table.to_csv(index=False))
-    text = table.to_markdown(index=False, floatfmt=".4f") + "\n"
-    keys = list(setting_names(_keys(settings)).values())
+    text = _markdown(table) + "\n"
+    keys = list(setting_names(swept_keys(settings)).values())
     if "seed" in table:
         seeded_runs = table[~table["status"].astype(str).str.startswith("final")]
         seeded = seed_table(seeded_runs, settings, rank_by)
@@ -250,6 +239,12 @@ def _write_tables(
         sweep_dir / "sweep.json",
         json.dumps({"keys": keys, "settings": settings}, indent=2, default=str) + "\n",
     )
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    """A sweep table as Markdown: metrics as every table of runs writes them
+    (``lab.runs.metrics``), the swept values as written."""
+    return format_table(table).to_markdown(index=False, disable_numparse=True)
 
 
 def setting_label(setting: Setting, names: dict[str, str]) -> str:
@@ -332,10 +327,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         rank_by=rank_by,
     )
     sweep_dir = root / "sweeps" / name
-    keys = list(setting_names(_keys(settings)).values())
+    keys = list(setting_names(swept_keys(settings)).values())
     seeded = seed_table(table, settings, rank_by) if args.seeds else None
     plot_sweep(table if seeded is None else seeded, keys, metrics, sweep_dir / "sweep.png")
-    names = setting_names(_keys(settings))
+    names = setting_names(swept_keys(settings))
     plan = [(s, seed) for s in settings for seed in (range(args.seeds) if args.seeds else [None])]
     runs = {
         setting_label(setting, names) + ("" if seed is None else f", seed={seed}"): root / run
@@ -350,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if seeded is not None:
         print(seeds_markdown(seeded, keys, [m for m in metrics if m in seeded]))
         print()
-    print(table.drop(columns=["error"]).to_markdown(index=False, floatfmt=".4f"))
+    print(_markdown(table.drop(columns=["error"])))
     failed = int((~table["status"].isin(["ok", "final: ok"])).sum())
     count = f"{len(table)} settings" if seeded is None else f"{len(table)} runs"
     print(f"sweep: {sweep_dir} ({count}, {failed} failed)")

@@ -87,7 +87,8 @@ def expand(grids: Sequence[dict[str, list[Any]]]) -> list[Setting]:
     return settings
 
 
-def _keys(settings: Sequence[Setting]) -> list[str]:
+def swept_keys(settings: Sequence[Setting]) -> list[str]:
+    """Every key the settings set, in the order they first appear."""
     return list(dict.fromkeys(k for s in settings for k in s))
 
 
@@ -122,7 +123,7 @@ def _override(key: str, value: Any) -> str:
     return f"--{key}={text}"
 
 
-def _overrides(base: list[str], setting: Setting) -> list[str]:
+def setting_overrides(base: list[str], setting: Setting) -> list[str]:
     """The command-line arguments of a setting. A key may index a list, e.g.
     ``model.init_args.losses.1.init_args.weight`` (the second loss term's weight): the
     command line cannot, so the list is read from the resolved config of ``base`` and
@@ -133,7 +134,7 @@ def _overrides(base: list[str], setting: Setting) -> list[str]:
     if not indexed:
         return args
     with contextlib.redirect_stdout(io.StringIO()) as printed:
-        code, message = _lab(["fit", *base, *args, "--print_config"])
+        code, message = run_lab(["fit", *base, *args, "--print_config"])
     if code != 0:
         raise LabError(f"sweep: cannot resolve {', '.join(indexed)}: {message}")
     config = yaml.safe_load(printed.getvalue())
@@ -155,7 +156,7 @@ def _overrides(base: list[str], setting: Setting) -> list[str]:
     return args + [_override(k, v) for k, v in lists.items()]
 
 
-def _lab(args: list[str]) -> tuple[int, str]:
+def run_lab(args: list[str]) -> tuple[int, str]:
     """Run ``lab`` in-process; its exit code and the last line it wrote to stderr."""
     stderr = io.StringIO()
     code = 0
@@ -176,8 +177,8 @@ def check_settings(base: list[str], settings: list[Setting]) -> None:
     """Parse every setting's full config (nothing is built or run); raise on the first
     one the parser refuses."""
     for setting in settings:
-        overrides = _overrides(base, setting)
+        overrides = setting_overrides(base, setting)
         with contextlib.redirect_stdout(io.StringIO()):
-            code, message = _lab(["fit", *base, *overrides, "--print_config"])
+            code, message = run_lab(["fit", *base, *overrides, "--print_config"])
         if code != 0:
             raise LabError(f"sweep setting {setting} is not a valid config: {message}")

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from lab.plots import closing_figure, pyplot, save_figure_atomically
+from lab.runs.metrics import format_cell
 
 
 def aggregate_seeds(
@@ -38,8 +39,10 @@ def aggregate_seeds(
             std = float(values.std(ddof=1)) if len(values) > 1 else np.nan
             row[metric] = mean
             row[f"{metric} std"] = std
-            text = f"{mean:.4f}" if len(values) else ""
-            row[f"{metric} ± std"] = f"{text} ± {std:.4f}" if np.isfinite(std) else text
+            text = format_cell(metric, mean) if len(values) else ""
+            if np.isfinite(std):
+                text += f" ± {format_cell(metric, std)}"
+            row[f"{metric} ± std"] = text
         rows.append(row)
     table = pd.DataFrame(rows)
     if rank_by in table and table[rank_by].notna().any():

@@ -340,3 +340,30 @@ def test_a_loss_spanning_more_than_100x_is_drawn_on_a_log_axis():
         log_scale_if_wide(axes)
         assert axes.get_yscale() == scale
         plt.close(figure)
+
+
+def test_the_settings_say_the_objective_in_words_not_the_loss_list(tmp_path: Path):
+    from lab.commands.report import Run, results_table
+    from lab.commands.report.tables import settings_markdown
+
+    def config(losses: list | None) -> dict:
+        init_args = {"losses": losses, "label_smoothing": 0.1}
+        return {"model": {"class_path": "lab.tasks.Classifier", "init_args": init_args}}
+
+    center = {"class_path": "lab.losses.CenterLoss", "init_args": {"weight": 0.1, "lr": 0.5}}
+    runs = [
+        Run(path=tmp_path / "a", id="ce", config=config(None)),
+        Run(
+            path=tmp_path / "b",
+            id="center",
+            config=config([{"class_path": "lab.losses.CrossEntropy"}, center]),
+        ),
+    ]
+    table = results_table(runs)
+    assert table["objective"].tolist() == [
+        "cross-entropy, label smoothing 0.1",
+        "cross-entropy + 0.1 x center loss, label smoothing 0.1, centers' rate 0.5",
+    ]
+    assert "losses" not in table.columns  # not the JSON of the list
+    settings = settings_markdown(table)
+    assert "class_path" not in settings and "centers' rate 0.5 |" in settings

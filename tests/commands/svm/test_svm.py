@@ -152,11 +152,15 @@ def test_the_best_setting_is_chosen_by_val_never_by_test():
             "scaler": ["none"] * 3,
             "val_acc": [0.5, 0.9, 0.9],
             "test_acc": [0.99, 0.1, 0.5],
+            "test_acc_low": [0.9, 0.05, float("nan")],
+            "test_acc_high": [1.0, 0.2, float("nan")],
         }
     )
     assert best_row(table) == 1  # the first of the equal val accuracies
     rows = to_markdown(table).splitlines()[2:]
     assert [("best (val)" in row) for row in rows] == [False, True, False]
+    test_cells = [row.split("|")[-2].strip() for row in rows]
+    assert test_cells == ["0.9900 [0.9000, 1.0000]", "0.1000 [0.0500, 0.2000]", "0.5000"]
 
 
 def test_the_scaler_is_fitted_on_the_training_features_only(

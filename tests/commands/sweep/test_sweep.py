@@ -192,7 +192,7 @@ def test_a_runs_failure_is_put_on_the_stage_that_failed(tmp_path, monkeypatch):
     import lab.commands.sweep as sweep_module
 
     calls = []
-    monkeypatch.setattr(sweep_module, "_lab", lambda args: calls.append(args) or (1, "boom"))
+    monkeypatch.setattr(sweep_module, "run_lab", lambda args: calls.append(args) or (1, "boom"))
     experiment = tmp_path / "sweeps" / "s" / "lr-1"
     assert sweep_module.fit_and_test(["--x"], experiment, test=True) == ("failed (fit)", "boom")
     assert calls[-1] == ["fit", "--x", "--then_test", "last"]  # one process: fit, then test
@@ -202,5 +202,5 @@ def test_a_runs_failure_is_put_on_the_stage_that_failed(tmp_path, monkeypatch):
     assert sweep_module.fit_and_test(["--x"], experiment, test=True)[0] == "failed (test)"
     assert sweep_module.fit_and_test(["--x"], experiment, test=False)[0] == "failed (fit)"
     assert calls[-1] == ["fit", "--x"]
-    monkeypatch.setattr(sweep_module, "_lab", lambda args: (0, ""))
+    monkeypatch.setattr(sweep_module, "run_lab", lambda args: (0, ""))
     assert sweep_module.fit_and_test(["--x"], experiment, test=True) == ("ok", "")
