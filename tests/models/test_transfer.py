@@ -352,7 +352,7 @@ def test_cifar_frozen_end_to_end_before_after_and_counts(lab, workdir, monkeypat
     main(["summary", "cifar-frozen"])
     table = capsys.readouterr().out
     assert "before/acc" in table and "trainable params" in table
-    assert f"{count_parameters(model)['trainable']}" in table
+    assert f"{count_parameters(model)['trainable']:,}" in table  # the registry's format
     main(["report", "cifar-frozen", "--out", str(workdir / "report")])
     report = (workdir / "report" / "report.md").read_text()
     assert "### before/confusion_matrix.png" in report and "### confusion_matrix.png" in report
