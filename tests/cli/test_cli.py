@@ -284,9 +284,9 @@ def study_dry_run(line: str) -> list[str]:
     args = shlex.split(line)[1:]
     if args[:1] != ["study"]:
         return [line]
-    with contextlib.chdir(REPO), contextlib.redirect_stdout(io.StringIO()) as printed:
-        main([*args, "--dry_run"])
-    return printed.getvalue().splitlines()
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        main(["study", str(REPO / args[1]), *args[2:], "--dry_run"])
+    return printed.getvalue().replace(f"{REPO}/", "").splitlines()
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import shlex
 import subprocess
 from pathlib import Path
@@ -21,10 +20,10 @@ FOLDER = "--data.init_args.folder=/usr/share/datasets/fashion-mnist"
 
 
 def dry_run(study: Path | str, *extra: str) -> list[str]:
-    """The commands ``lab study --dry_run`` prints, run from the repository."""
-    with contextlib.chdir(REPO):
-        steps = plan(Path(study), list(extra))
-    return [shlex.join(["lab", *args]) for _, args in steps]
+    """The commands ``lab study --dry_run`` prints for a file of the repository (as run
+    from its root: the paths relative to it)."""
+    steps = plan(REPO / study, list(extra))
+    return [shlex.join(["lab", *args]).replace(f"{REPO}/", "") for _, args in steps]
 
 
 @pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.stem)
@@ -88,6 +87,21 @@ def test_fashion_mnist_studies_take_the_data_arguments_given():
     assert dry_run("experiments/_studies/fmnist.yaml")[0] == (
         "lab fit --config experiments/fmnist-ce.yaml --experiment fmnist-ce --then_test last"
     )
+
+
+def test_without_data_arguments_the_debian_folder_is_used_when_it_exists(
+    tmp_path, monkeypatch, capsys
+):
+    from lab.data.fashion_mnist import FashionMNISTDataModule
+
+    study = str(REPO / "experiments" / "_studies" / "fmnist-layerwise.yaml")
+    monkeypatch.setattr(FashionMNISTDataModule, "debian_folder", str(tmp_path))
+    main(["study", study, "--dry_run"])
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 3 and f"--data.init_args.folder={tmp_path} " in printed[0]
+    monkeypatch.setattr(FashionMNISTDataModule, "debian_folder", str(tmp_path / "none"))
+    main(["study", study, "--dry_run"])
+    assert "--data.init_args.folder" not in capsys.readouterr().out
 
 
 def write_study(folder: Path, text: str) -> Path:
