@@ -36,7 +36,7 @@ import yaml
 from lab.errors import LabError
 
 KEYS = ("description", "fashion_mnist", "studies", "runs", "summary", "report", "compare")
-RUN_KEYS = {"config", "name", "args", "sweep", "final"}
+FIT_KEYS, SWEEP_KEYS = {"config", "name", "args"}, {"sweep", "final"}  # the two kinds of run
 Step = tuple[str, list[str]]  # (what it is, for an error: "run demo-triplet"; lab arguments)
 
 
@@ -85,14 +85,11 @@ def run_steps(path: Path, study: dict[str, Any], data: list[str]) -> tuple[list[
     names: list[str] = []
     for i, run in enumerate(runs):
         where = f"runs[{i}]"
-        if (
-            not isinstance(run, dict)
-            or not (set(run) <= RUN_KEYS)
-            or not (("config" in run) ^ ("sweep" in run))
-        ):
+        keys = set(run) if isinstance(run, dict) else set()
+        if not ({"config"} <= keys <= FIT_KEYS or {"sweep"} <= keys <= SWEEP_KEYS):
             raise LabError(
                 f"{path}: {where} must be a map with config: <file in experiments/> (and "
-                f"optional name:, args: [...]) or sweep: <id>, got {run!r}"
+                f"optional name:, args: [...]) or sweep: <id> (and final: true), got {run!r}"
             )
         if "sweep" in run:
             sweep = str(run["sweep"])
@@ -139,7 +136,9 @@ def closing_steps(path: Path, study: dict[str, Any], names: list[str]) -> list[S
     return steps
 
 
-def plan(path: Path, fashion_mnist: list[str] | None = None, seen: tuple = ()) -> list[Step]:
+def plan(
+    path: Path, fashion_mnist: list[str] | None = None, seen: tuple[Path, ...] = ()
+) -> list[Step]:
     """Every step of the study, its ``studies:`` first, in the order they run."""
     if path.resolve() in seen:
         raise LabError(f"{path}: the study includes itself (through studies:)")

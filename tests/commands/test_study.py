@@ -118,6 +118,7 @@ def write_study(folder: Path, text: str) -> Path:
         ("description: x\n", "expected runs:"),
         ("description: x\nruns: [{config: demo.yaml}]\nsumary: {}\n", "unknown key sumary"),
         ("description: x\nruns: [{name: a}]\n", "runs[0] must be a map with config:"),
+        ("description: x\nruns: [{config: demo.yaml, final: true}]\n", "must be a map with"),
         ("description: x\nruns: [{config: nope.yaml}]\n", "nope.yaml not found"),
         ("description: x\nruns: [{config: demo.yaml, args: --x=1}]\n", "must be a list"),
         ("description: x\nruns: [{sweep: nope}]\n", "sweep nope needs"),
