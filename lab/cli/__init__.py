@@ -24,6 +24,7 @@ from lab.errors import LabError
 PROJECT_COMMANDS = {
     "summary": "lab.commands.summary:main",
     "sweep": "lab.commands.sweep:main",
+    "study": "lab.commands.study:main",
     "report": "lab.commands.report:main",
     "compare": "lab.commands.compare:main",
     "svm": "lab.commands.svm:main",
@@ -40,6 +41,7 @@ COMMAND_HELP = {
     "compare": "two runs side by side: paired differences with intervals and p-values",
     "report": "one Markdown / HTML report of runs: tables, curves, every figure",
     "sweep": "a grid of settings, each run once (or over seeds), one table and plot",
+    "study": "the runs of a study file, then its summary, report, compares (make <study>)",
     "svm": "SVMs on a backbone's features: kernels x scalings, one table",
     "record": "append runs' rows to results/*.csv (machine, commit, command)",
     "bench": "benchmarks that print figures (lab bench --help lists them)",

@@ -1,7 +1,10 @@
 """The ``lab`` command end to end: configs, runs, resume, and clear errors on bad input."""
 
+import contextlib
+import io
 import json
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -267,11 +270,23 @@ def test_the_grayscale_overlay_turns_an_rgb_experiment_grey(lab, workdir, capsys
 
 
 def make_dry_run(target: str) -> list[str]:
-    """The ``lab`` lines ``make -n <target>`` would run."""
+    """The ``lab`` lines ``make -n <target>`` would run, a ``lab study`` line replaced by
+    the lines of the study (``lab study --dry_run``)."""
     out = subprocess.run(
         ["make", "-n", *target.split()], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
-    return [line for line in out.splitlines() if "/lab " in line]
+    lines = [line for line in out.splitlines() if "/lab " in line]
+    return [step for line in lines for step in study_dry_run(line)]
+
+
+def study_dry_run(line: str) -> list[str]:
+    """``[line]``, or for a ``lab study FILE ...`` line the commands the study runs."""
+    args = shlex.split(line)[1:]
+    if args[:1] != ["study"]:
+        return [line]
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        main(["study", str(REPO / args[1]), *args[2:], "--dry_run"])
+    return printed.getvalue().replace(f"{REPO}/", "").splitlines()
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import sys
 from lab.cli import COMMAND_HELP, PROJECT_COMMANDS, main
 
 # The commands that need no model: their help and argument parsing import no torch.
-READERS = ("summary", "compare", "report", "record", "sweep", "bench")
+READERS = ("summary", "compare", "report", "record", "sweep", "study", "bench")
 
 CHECK = """
 import sys

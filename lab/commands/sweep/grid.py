@@ -28,6 +28,7 @@ import contextlib
 import io
 import itertools
 import re
+import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -156,9 +157,33 @@ def setting_overrides(base: list[str], setting: Setting) -> list[str]:
     return args + [_override(k, v) for k, v in lists.items()]
 
 
-def run_lab(args: list[str]) -> tuple[int, str]:
-    """Run ``lab`` in-process; its exit code and the last line it wrote to stderr."""
-    stderr = io.StringIO()
+class _Tail(io.TextIOBase):
+    """A stderr that keeps the end of what is written and, with ``echo``, passes it on."""
+
+    def __init__(self, echo: Any = None, keep: int = 8192) -> None:
+        self.echo, self.keep, self.text = echo, keep, ""
+
+    def write(self, text: str) -> int:
+        self.text = (self.text + text)[-self.keep :]
+        if self.echo is not None:
+            self.echo.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.echo is not None:
+            self.echo.flush()
+
+    def isatty(self) -> bool:  # progress bars draw as on the terminal they pass through
+        return self.echo is not None and self.echo.isatty()
+
+    def getvalue(self) -> str:
+        return self.text
+
+
+def run_lab(args: list[str], echo: bool = False) -> tuple[int, str]:
+    """Run ``lab`` in-process; its exit code and the last line it wrote to stderr (with
+    ``echo``, what it writes to stderr is shown as well: progress bars, warnings)."""
+    stderr = _Tail(sys.stderr if echo else None)
     code = 0
     with contextlib.redirect_stderr(stderr):
         try:
