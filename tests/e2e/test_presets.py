@@ -4,12 +4,14 @@ every preset parses with every experiment, and the options do what they say on t
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
 from lab.cli import main
+from lab.cli.configs import bases_of
 from lab.models import ResNet
 from lab.tasks import Classifier
 from tests.conftest import EXPERIMENTS, REPO
@@ -17,19 +19,38 @@ from tests.conftest import EXPERIMENTS, REPO
 PRESETS = ["cpu", "gpu", "ddp"]
 
 
+def class_paths(config: Path) -> tuple[str, str]:
+    """The model and data class an experiment ends up with, through its ``base:`` files."""
+    model = data = ""
+    for path in [*bases_of(config), config]:
+        text = yaml.safe_load(path.read_text()) or {}
+        model = (text.get("model") or {}).get("class_path", model)
+        data = (text.get("data") or {}).get("class_path", data)
+    return model, data
+
+
+# A preset sets trainer keys and init arguments of the model and data classes, so it meets
+# each (model class, data class) pair once, in the first experiment that has it; that
+# every experiment parses and runs is test_fast_dev_run_of_every_experiment's check.
+PAIRS = {}
+for _config in EXPERIMENTS:
+    PAIRS.setdefault(class_paths(_config), _config)
+
+
+@pytest.mark.parametrize("config", PAIRS.values(), ids=lambda path: path.stem)
 @pytest.mark.parametrize("preset", PRESETS)
-def test_every_preset_parses_with_every_experiment(preset, capsys, workdir):
-    # Also the check that every experiment parses and names its model and data.
+def test_every_preset_parses_with_every_model_and_data_class(preset, config, capsys, workdir):
     overlay = REPO / "experiments" / "_base" / f"{preset}.yaml"
-    for config in EXPERIMENTS:
-        with pytest.raises(SystemExit) as done:
-            main(["fit", "--config", str(config), "--config", str(overlay), "--print_config"])
-        assert done.value.code in (0, None), config.name
-        printed = yaml.safe_load(capsys.readouterr().out)
-        assert printed["model"]["class_path"] and printed["data"]["class_path"], config.name
-        wanted = yaml.safe_load(overlay.read_text())["trainer"]
-        for key, value in wanted.items():
-            assert printed["trainer"][key] == value, (config.name, key)
+    with pytest.raises(SystemExit) as done:
+        main(["fit", "--config", str(config), "--config", str(overlay), "--print_config"])
+    assert done.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    wanted = yaml.safe_load(overlay.read_text())
+    for key, value in wanted["trainer"].items():
+        assert printed["trainer"][key] == value, key  # the preset wins over the experiment
+    for part in ("model", "data"):
+        for key, value in wanted.get(part, {}).get("init_args", {}).items():
+            assert printed[part]["init_args"][key] == value, (part, key)
 
 
 def test_the_cpu_preset_runs_an_experiment(lab, workdir):
