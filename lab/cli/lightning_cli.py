@@ -9,7 +9,10 @@ experiment is named by ``--experiment`` or else by the first config file's name,
 experiment that has a checkpoint, and that run's folder is reused: Lightning alone would
 look in a fresh ``version_N`` folder and silently start from scratch. ``--ckpt_path
 auto`` is ``last`` when there is such a run and a fresh start otherwise (for jobs that
-may be requeued, e.g. on SLURM).
+may be requeued, e.g. on SLURM). A new run claims its ``version_N`` folder with an atomic
+``mkdir`` (launches in the same second get folders of their own); ``--run_name slurm``
+names it ``slurm-<job>_<task>`` instead, and ``--ckpt_path auto`` / ``last`` then look in
+that folder only, so a requeued array task resumes its own run.
 
 Every fit also gets ``lab.callbacks.reliability``'s ``Interruption`` (SIGTERM, Ctrl+C or
 a crash saves ``last.ckpt``) and ``DivergenceGuard`` (``--divergence.*``).
@@ -37,10 +40,12 @@ from lab.models.weights import is_weights_path, normalize_weights
 from lab.runs.checkpoints import check_checkpoint, resolve_checkpoint
 from lab.runs.layout import (
     LATEST_PREFIX,
+    RUN_NAMES,
     latest_checkpoint,
     latest_run,
     log_root,
     run_dir_of_checkpoint,
+    slurm_run_name,
 )
 
 
@@ -147,6 +152,14 @@ class LabCLI(LightningCLI):
             default=None,
             help="Where runs are written (default: $LAB_LOGS or lightning_logs).",
         )
+        parser.add_argument(
+            "--run_name",
+            type=Literal[RUN_NAMES],
+            default="version",
+            help="The run folder: version (the next free version_N) or slurm "
+            "(slurm-<job>_<task>, the same after a requeue: with --ckpt_path auto the job "
+            "resumes its own run).",
+        )
         parser.add_lightning_class_args(LastAndBestCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         # Confusion matrix, per-class accuracy, ROC/AUC files and figures after every test
@@ -214,16 +227,22 @@ class LabCLI(LightningCLI):
         resolve_latest_weights(config, root)
         resolve_normalization(config)
         experiment_dir = root / config["experiment"]
+        named = None  # a run folder named in advance: --run_name slurm
+        if config.get("run_name") == "slurm":
+            named = self._run_dir = experiment_dir / slurm_run_name()
         ckpt_path = config.get("ckpt_path")
         if ckpt_path == "auto":  # resume if there is something to resume, else start
-            found = latest_run(experiment_dir, with_checkpoint=True)
+            if named is not None:
+                found = named if (named / "checkpoints" / "last.ckpt").is_file() else None
+            else:
+                found = latest_run(experiment_dir, with_checkpoint=True)
             ckpt_path = "last" if found is not None else None
             config["ckpt_path"] = ckpt_path
         if ckpt_path:
-            ckpt = resolve_checkpoint(str(ckpt_path), experiment_dir)
+            ckpt = resolve_checkpoint(str(ckpt_path), experiment_dir, named)
             check_checkpoint(ckpt)
             self._resolved_ckpt = str(ckpt)
-            self._run_dir = run_dir_of_checkpoint(ckpt)
+            self._run_dir = named or run_dir_of_checkpoint(ckpt)
             # The saved config.yaml of a fit must repeat the run, not resume it again;
             # a later stage's config records the checkpoint it used.
             config["ckpt_path"] = None if self.subcommand == "fit" else self._resolved_ckpt
@@ -260,7 +279,10 @@ class LabCLI(LightningCLI):
         if self._run_dir is not None:  # continue the run the checkpoint came from
             save_dir = self._run_dir.parent.parent
             name = self._run_dir.parent.name
-            version: int | None = int(self._run_dir.name.removeprefix("version_"))
+            folder = self._run_dir.name
+            version: int | str | None = (
+                int(folder.removeprefix("version_")) if folder.startswith("version_") else folder
+            )
         else:
             save_dir, name, version = log_root(config.get("log_root")), config["experiment"], None
         tensorboard = CurvesTensorBoardLogger(

@@ -1,16 +1,20 @@
 """The run folder's two loggers: a CSV logger that keeps what the folder already holds (so
-resumed runs append), and a TensorBoard logger whose Scalars page holds only curves."""
+resumed runs append), and a TensorBoard logger whose Scalars page holds only curves and
+that claims its ``version_N`` folder atomically (``lab.runs.layout.claim_run_dir``)."""
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_only
+
+from lab.runs.layout import claim_run_dir, versions
 
 
 class _AppendingWriter(ExperimentWriter):
@@ -45,6 +49,17 @@ class CurvesTensorBoardLogger(TensorBoardLogger):
     """TensorBoard's Scalars page opens on the train / val / test curves: Lightning's
     ``epoch`` counter is left to ``metrics.csv``, and constants (the parameter counts,
     ``params/*``) go to the Text tab as one table."""
+
+    def _get_next_version(self) -> int:
+        """The run's ``version_N``, claimed by creating the folder (Lightning's own listing
+        gives two launches in the same second the same number). Other DDP ranks, started
+        after rank 0 claimed its folder, take the newest one and create nothing; what
+        they write (checkpoints, ``trainer.log_dir``) follows rank 0's folder anyway."""
+        experiment_dir = Path(self.root_dir)
+        if rank_zero_only.rank != 0:
+            found = versions(experiment_dir)
+            return found[-1][0] if found else 0
+        return int(claim_run_dir(experiment_dir).name.removeprefix("version_"))
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:

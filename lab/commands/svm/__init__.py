@@ -63,7 +63,7 @@ from lab.commands.svm.tables import best_row, plot_svm, to_markdown, write_table
 from lab.data.base import LabDataModule, data_root, dataset_targets
 from lab.errors import LabError
 from lab.io import atomic_write_text
-from lab.runs.layout import log_root, versions
+from lab.runs.layout import claim_run_dir, log_root
 
 __all__ = [
     "KERNELS",
@@ -202,19 +202,6 @@ def _experiment_name(cfg: Namespace) -> str:
     return experiment_name(cfg.get("config") or [], "svm")
 
 
-def new_run_dir(experiment_dir: Path) -> Path:
-    """A fresh ``version_N`` folder (the next free N) of an experiment."""
-    found = versions(experiment_dir)
-    number = found[-1][0] + 1 if found else 0
-    while True:
-        folder = experiment_dir / f"version_{number}"
-        try:
-            folder.mkdir(parents=True)
-            return folder
-        except FileExistsError:  # another run took it meanwhile
-            number += 1
-
-
 def source_files(data: LabDataModule) -> list[Path]:
     """The data files features depend on: every file under the data module's
     ``data_dir`` (hidden folders, such as decoded caches, left out); none for a data
@@ -300,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg.experiment = _experiment_name(cfg)
     cfg.log_root = str(log_root(cfg.log_root))
     cfg.cache_dir = str(cache_dir)
-    run_dir = new_run_dir(Path(cfg.log_root) / cfg.experiment)
+    run_dir = claim_run_dir(Path(cfg.log_root) / cfg.experiment)
     atomic_write_text(run_dir / "config.yaml", parser.dump(cfg, skip_none=False))
 
     loaders = {
