@@ -5,7 +5,9 @@ to a temporary file in the target's own folder and is then renamed over the targ
 rename within one folder is atomic on POSIX file systems, so a write that fails part-way
 (a full disk, a quota, SIGKILL) leaves the previous file as it was and no temporary file
 behind. The temporary file must live in the target's folder: one in the system temp
-folder would make the rename a copy across file systems, which is neither.
+folder would make the rename a copy across file systems, which is neither. A write that
+fails for lack of space, a quota or a read-only or unwritable folder raises
+``lab.errors.WriteError`` naming the target, which ``lab`` prints as one line.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from lab.errors import STORAGE_ERRNOS, WriteError
 
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
 
@@ -43,18 +47,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     ``path`` is left untouched. The caller writes the temporary path by any means (a
     handle, ``np.save``, ``torch.save``, a memory map)."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    tmp: Path | None = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
         yield tmp
         # mkstemp makes the file private (0600): give it the mode a plain open() would
         # (the target's own, or 0666 less the umask), so others can read a shared run.
         os.chmod(tmp, _mode_of(target))
         os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as error:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno in STORAGE_ERRNOS:
+            raise WriteError(target, error.errno) from error
         raise
 
 

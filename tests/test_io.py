@@ -1,12 +1,16 @@
-"""lab.io: the one atomic write (the temporary file, the rename, the file's mode)."""
+"""lab.io: the one atomic write (the temporary file, the rename, the file's mode, and a
+full disk or read-only folder as one WriteError naming the file)."""
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import stat
 
 import pytest
 
+from lab.errors import LabError, WriteError
 from lab.io import atomic_path, atomic_write_text
 
 
@@ -33,3 +37,31 @@ def test_a_rewritten_file_keeps_its_mode_and_a_failed_write_leaves_it(tmp_path):
     assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == [
         "run.json"
     ]
+
+
+def test_a_full_disk_is_a_write_error_naming_the_file_and_leaves_the_old_one(tmp_path):
+    target = tmp_path / "metrics.csv"
+    atomic_write_text(target, "old\n")
+    with pytest.raises(WriteError) as raised, atomic_path(target) as tmp, open(tmp, "w") as out:
+        out.write("half a ro")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert raised.value.path == target and raised.value.code == errno.ENOSPC
+    assert re.fullmatch(
+        rf"no space left on device while writing {re.escape(str(target))} \(\d+ MB free\): "
+        r"free space or set --log_root",
+        str(raised.value),
+    )
+    raised.value.last_checkpoint = tmp_path / "last.ckpt"
+    assert str(raised.value).endswith(f"; the last good checkpoint is {tmp_path / 'last.ckpt'}")
+    assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+@pytest.mark.parametrize(
+    ("code", "says"),
+    [(errno.EROFS, "read-only file system"), (errno.EDQUOT, "disk quota exceeded")],
+)
+def test_a_read_only_folder_or_quota_is_a_write_error_too(tmp_path, code, says):
+    with pytest.raises(WriteError, match=rf"^{says} while writing .*run.json") as raised:
+        with atomic_path(tmp_path / "run.json"):
+            raise OSError(code, os.strerror(code))
+    assert isinstance(raised.value, LabError) and not list(tmp_path.iterdir())

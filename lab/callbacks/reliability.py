@@ -65,6 +65,12 @@ class Interruption(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
         self.saved = None
+        self._save(trainer, exception)
+        # What `lab` prints after a failed write (lab.errors.WriteError) names the newest
+        # checkpoint still intact: every write is atomic, so last.ckpt if there is one.
+        exception.lab_last_checkpoint = _last_good(trainer)  # type: ignore[attr-defined]
+
+    def _save(self, trainer: L.Trainer, exception: BaseException) -> None:
         for logger in trainer.loggers:  # the metrics logged so far reach metrics.csv
             try:
                 logger.save()
@@ -100,6 +106,16 @@ class Interruption(L.Callback):
                 file=sys.stderr,
                 flush=True,
             )
+
+
+def _last_good(trainer: L.Trainer) -> Path | None:
+    """The run's ``last.ckpt``, else its best checkpoint, if on disk."""
+    checkpoint = trainer.checkpoint_callback
+    dirpath = getattr(checkpoint, "dirpath", None)
+    candidates = [Path(dirpath) / "last.ckpt"] if dirpath else []
+    if best := getattr(checkpoint, "best_model_path", ""):
+        candidates.append(Path(best))
+    return next((path for path in candidates if path.is_file()), None)
 
 
 class DivergenceGuard(L.Callback):

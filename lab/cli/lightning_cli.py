@@ -29,9 +29,10 @@ from typing import Any, Literal
 
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lab.callbacks import RunRecord, TestEvaluation
-from lab.callbacks.checkpoint import LastAndBestCheckpoint
+from lab.callbacks.checkpoint import AtomicCheckpointIO, LastAndBestCheckpoint
 from lab.callbacks.reliability import DivergenceGuard, Interruption
 from lab.cli.configs import expand_bases, experiment_name, strip_base
 from lab.cli.loggers import AppendingCSVLogger, CurvesTensorBoardLogger
@@ -296,6 +297,8 @@ class LabCLI(LightningCLI):
         if config["trainer"].get("logger") in (None, True):
             kwargs["logger"] = self._loggers(config)
         trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a user's own
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         trainer.callbacks.append(RunRecord(command=self._command))
         trainer.callbacks.append(Interruption())
         return trainer

@@ -14,17 +14,37 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_only
 
+from lab.io import atomic_path
 from lab.runs.layout import claim_run_dir, versions
 
 
 class _AppendingWriter(ExperimentWriter):
-    """Lightning's writer deletes an existing ``metrics.csv``; this one continues it."""
+    """Lightning's writer deletes an existing ``metrics.csv``; this one continues it. Each
+    save writes the whole table to a temporary file that is renamed over ``metrics.csv``
+    (Lightning appends in place: a full disk would leave half a row)."""
 
     def _check_log_dir_exists(self) -> None:
         if self._fs.isfile(self.metrics_file_path):
             with self._fs.open(self.metrics_file_path, "r", newline="") as handle:
                 header = next(csv.reader(handle), [])
             self.metrics_keys = sorted(header)
+
+    def save(self) -> None:
+        """Add the rows logged since the last save to ``metrics.csv``, atomically."""
+        if not self.metrics:
+            return
+        self._record_new_keys()  # the header is written whole every time
+        path = Path(self.metrics_file_path)
+        rows: list[dict[str, Any]] = []
+        if path.is_file():
+            with open(path, newline="") as handle:
+                rows = list(csv.DictReader(handle))
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.metrics_keys)
+            writer.writeheader()
+            writer.writerows(rows)
+            writer.writerows(self.metrics)
+        self.metrics = []
 
 
 class AppendingCSVLogger(CSVLogger):

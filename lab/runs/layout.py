@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lab.errors import LabError
+from lab.errors import STORAGE_ERRNOS, LabError, WriteError
 
 _VERSION = re.compile(r"^version_(\d+)$")
 _RUN = re.compile(r"^(version_\d+|slurm-\d+(_\d+)?)$")
@@ -47,16 +47,21 @@ def claim_run_dir(experiment_dir: Path) -> Path:
     """A fresh ``version_N`` folder of an experiment, created here: ``os.mkdir`` either
     makes the folder or fails because another launch made it first, and then the next
     number is tried, so N launches in the same second get N folders."""
-    experiment_dir.mkdir(parents=True, exist_ok=True)
-    found = versions(experiment_dir)
-    number = found[-1][0] + 1 if found else 0
-    while True:
-        folder = experiment_dir / f"version_{number}"
-        try:
-            os.mkdir(folder)
-            return folder
-        except FileExistsError:  # another run took it meanwhile
-            number += 1
+    try:
+        experiment_dir.mkdir(parents=True, exist_ok=True)
+        found = versions(experiment_dir)
+        number = found[-1][0] + 1 if found else 0
+        while True:
+            folder = experiment_dir / f"version_{number}"
+            try:
+                os.mkdir(folder)
+                return folder
+            except FileExistsError:  # another run took it meanwhile
+                number += 1
+    except OSError as error:  # a read-only or full log root: one line, naming it
+        if error.errno in STORAGE_ERRNOS:
+            raise WriteError(error.filename or experiment_dir, error.errno) from error
+        raise
 
 
 def slurm_run_name(environ: Mapping[str, str] | None = None) -> str:
