@@ -5,6 +5,9 @@ resizes it to a fixed size and writes one ``.npy`` array through a temporary fil
 is renamed when complete; later epochs and runs memory-map that array. A fingerprint of
 the source files (names, sizes, modification times) and of the decode settings is kept
 beside it, and a cache whose sources or settings changed is rebuilt, never trusted.
+Caches live under a cache root (:func:`cache_root`), keyed by the source folder
+(:func:`source_cache_dir`), never in the data folder itself: it may be read-only, and
+torchvision's ``ImageFolder`` would count a cache folder there as a class.
 """
 
 from __future__ import annotations
@@ -21,6 +24,24 @@ from PIL import Image, UnidentifiedImageError
 
 from lab.errors import LabError
 from lab.io import atomic_path, atomic_write_text
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where derived files go: ``cache_dir`` if given, else ``$XDG_CACHE_HOME/lab``, else
+    ``~/.cache/lab``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "lab"
+
+
+def source_cache_dir(source: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache folder of a source folder: ``<cache root>/<name>-<hash of its resolved
+    path>`` (two folders of the same name do not share one; what is in the folder is
+    checked by each cache file's fingerprint)."""
+    resolved = Path(source).resolve()
+    key = hashlib.sha256(str(resolved).encode()).hexdigest()[:16]
+    return cache_root(cache_dir) / f"{resolved.name or 'root'}-{key}"
 
 
 def decode_image(path: Path, size: tuple[int, int], channels: int = 3) -> np.ndarray:
