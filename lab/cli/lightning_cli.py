@@ -37,6 +37,7 @@ from lab.callbacks.reliability import DivergenceGuard, Interruption
 from lab.cli.configs import expand_bases, experiment_name, strip_base
 from lab.cli.loggers import AppendingCSVLogger, CurvesTensorBoardLogger
 from lab.errors import LabError
+from lab.io import atomic_write_text
 from lab.models.weights import is_weights_path, normalize_weights
 from lab.runs.checkpoints import check_checkpoint, resolve_checkpoint
 from lab.runs.layout import (
@@ -124,6 +125,16 @@ class LabArgumentParser(LightningArgumentParser):
 
     def parse_string(self, content: str, *rest: Any, **kwargs: Any):
         return super().parse_string(strip_base(content), *rest, **kwargs)
+
+    def save(self, cfg: Any, path: Any, *rest: Any, multifile: bool = True, **kwargs: Any) -> None:
+        """The run's ``config.yaml`` written through a temporary file (``lab.io``), not in
+        place as jsonargparse does (a full disk would leave half a config)."""
+        if multifile:
+            return super().save(cfg, path, *rest, multifile=multifile, **kwargs)
+        if not kwargs.pop("overwrite", False) and Path(path).is_file():
+            raise ValueError(f"Refusing to overwrite existing file: {path}")
+        kwargs.pop("branch", None)
+        atomic_write_text(path, self.dump(cfg, *rest, **kwargs))
 
 
 class LabCLI(LightningCLI):

@@ -1,12 +1,19 @@
-"""Run folders of ``lab fit``: two loggers made before either writes get two folders, and
-``--run_name slurm`` puts a job in ``slurm-<job>_<task>``, where a requeue resumes it."""
+"""Run folders of ``lab fit``: two loggers made before either writes get two folders,
+``--run_name slurm`` puts a job in ``slurm-<job>_<task>``, where a requeue resumes it, and
+metrics.csv and config.yaml are replaced whole or not at all."""
 
 from __future__ import annotations
 
+import errno
+import os
+
+import pandas as pd
 import pytest
 import torch
 
-from lab.cli.loggers import CurvesTensorBoardLogger
+from lab.cli import LabArgumentParser
+from lab.cli.loggers import AppendingCSVLogger, CurvesTensorBoardLogger
+from lab.errors import WriteError
 from tests.conftest import REPO
 from tests.helpers import short_fit
 
@@ -43,3 +50,38 @@ def test_run_name_slurm_outside_slurm_is_one_line(lab, workdir, monkeypatch, cap
         lab("fit", "--config", DEMO, *SHORT, "--run_name", "slurm")
     assert stopped.value.code == 2
     assert "lab: error: --run_name slurm: SLURM_JOB_ID is not set" in capsys.readouterr().err
+
+
+def _full_disk(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_metrics_csv_gains_columns_and_a_failed_save_keeps_the_table(tmp_path, monkeypatch):
+    logger = AppendingCSVLogger(tmp_path, name="demo", version=0)
+    logger.log_metrics({"train/loss": 1.0}, step=0)
+    logger.save()
+    logger.log_metrics({"val/acc": 0.5}, step=1)  # a new column: the table is rewritten
+    logger.save()
+    path = tmp_path / "demo" / "version_0" / "metrics.csv"
+    table = pd.read_csv(path)
+    assert table["train/loss"].tolist()[0] == 1.0 and table["val/acc"].tolist()[1] == 0.5
+    before = path.read_bytes()
+    logger.log_metrics({"train/loss": 0.5}, step=2)
+    monkeypatch.setattr(os, "replace", _full_disk)
+    with pytest.raises(WriteError, match=r"^no space left on device while writing .*metrics.csv"):
+        logger.save()
+    assert path.read_bytes() == before and os.listdir(path.parent) == ["metrics.csv"]
+
+
+def test_config_yaml_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    parser = LabArgumentParser()
+    parser.add_argument("--lr", type=float, default=0.1)
+    path = tmp_path / "config.yaml"
+    parser.save(parser.parse_args(["--lr", "0.5"]), path, skip_none=False, multifile=False)
+    assert path.read_text() == "lr: 0.5\n"
+    with pytest.raises(ValueError, match="Refusing to overwrite"):
+        parser.save(parser.parse_args([]), path, multifile=False)
+    monkeypatch.setattr(os, "replace", _full_disk)
+    with pytest.raises(WriteError):
+        parser.save(parser.parse_args([]), path, overwrite=True, multifile=False)
+    assert path.read_text() == "lr: 0.5\n" and os.listdir(tmp_path) == ["config.yaml"]
