@@ -129,7 +129,7 @@ def test_every_format_pil_decodes_is_read_as_rgb(tmp_path):
 def test_a_read_only_folder_trains_and_is_left_exactly_as_it_was(lab, workdir):
     """The folder is chmod 0o555; as root (tests may run so) that does not stop a write,
     so what is checked is that no entry below it changed: names, modes, sizes, mtimes."""
-    folder = write_image_folder(workdir / "shared" / "photos", per_class=10)
+    folder = write_image_folder(workdir / "read-only" / "photos", per_class=10)
     for path in [folder, *folder.rglob("*")]:
         path.chmod(0o555 if path.is_dir() else 0o444)
     before = listing(folder)
