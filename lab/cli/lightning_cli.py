@@ -46,6 +46,7 @@ from lab.runs.layout import (
     latest_checkpoint,
     latest_run,
     log_root,
+    make_run_dir,
     run_dir_of_checkpoint,
     slurm_run_name,
 )
@@ -241,7 +242,7 @@ class LabCLI(LightningCLI):
         experiment_dir = root / config["experiment"]
         named = None  # a run folder named in advance: --run_name slurm
         if config.get("run_name") == "slurm":
-            named = self._run_dir = experiment_dir / slurm_run_name()
+            named = self._run_dir = make_run_dir(experiment_dir / slurm_run_name())
         ckpt_path = config.get("ckpt_path")
         if ckpt_path == "auto":  # resume if there is something to resume, else start
             if named is not None:

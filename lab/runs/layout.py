@@ -12,10 +12,11 @@ summary read the right files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +44,22 @@ def versions(experiment_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+@contextlib.contextmanager
+def _writing(folder: Path) -> Iterator[None]:
+    """A read-only, full or unwritable log root as one line naming the folder."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno in STORAGE_ERRNOS:
+            raise WriteError(error.filename or folder, error.errno) from error
+        raise
+
+
 def claim_run_dir(experiment_dir: Path) -> Path:
     """A fresh ``version_N`` folder of an experiment, created here: ``os.mkdir`` either
     makes the folder or fails because another launch made it first, and then the next
     number is tried, so N launches in the same second get N folders."""
-    try:
+    with _writing(experiment_dir):
         experiment_dir.mkdir(parents=True, exist_ok=True)
         found = versions(experiment_dir)
         number = found[-1][0] + 1 if found else 0
@@ -58,10 +70,13 @@ def claim_run_dir(experiment_dir: Path) -> Path:
                 return folder
             except FileExistsError:  # another run took it meanwhile
                 number += 1
-    except OSError as error:  # a read-only or full log root: one line, naming it
-        if error.errno in STORAGE_ERRNOS:
-            raise WriteError(error.filename or experiment_dir, error.errno) from error
-        raise
+
+
+def make_run_dir(folder: Path) -> Path:
+    """A run folder named in advance (``--run_name slurm``), created if new."""
+    with _writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def slurm_run_name(environ: Mapping[str, str] | None = None) -> str:

@@ -10,6 +10,7 @@ import os
 import pandas as pd
 import pytest
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 
 from lab.cli import LabArgumentParser
 from lab.cli.loggers import AppendingCSVLogger, CurvesTensorBoardLogger
@@ -26,6 +27,13 @@ def test_loggers_made_before_either_writes_get_different_folders(tmp_path):
     # Lightning's listing gave both version_0: neither had written anything yet.
     assert (first.version, second.version) == (0, 1)
     assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["version_0", "version_1"]
+
+
+def test_other_ddp_ranks_take_rank_0s_folder_and_create_none(tmp_path, monkeypatch):
+    (tmp_path / "demo" / "version_4").mkdir(parents=True)  # rank 0 claimed it
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    assert CurvesTensorBoardLogger(tmp_path, name="demo").version == 4
+    assert [p.name for p in (tmp_path / "demo").iterdir()] == ["version_4"]
 
 
 def test_a_requeued_slurm_task_resumes_its_own_run(lab, workdir, monkeypatch):
