@@ -44,6 +44,11 @@ def versions(experiment_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def is_run_name(name: str) -> bool:
+    """``version_N`` or ``slurm-<job>[_<task>]``: the name of a run folder."""
+    return _RUN.match(name) is not None
+
+
 @contextlib.contextmanager
 def _writing(folder: Path) -> Iterator[None]:
     """A read-only, full or unwritable log root as one line naming the folder."""
@@ -122,7 +127,7 @@ def run_dir_of_checkpoint(ckpt: Path) -> Path | None:
     """The run folder a checkpoint belongs to (``.../version_N/checkpoints/x.ckpt``, or a
     ``slurm-<job>_<task>`` folder), if any."""
     ckpt = Path(ckpt)
-    if ckpt.parent.name == "checkpoints" and _RUN.match(ckpt.parent.parent.name):
+    if ckpt.parent.name == "checkpoints" and is_run_name(ckpt.parent.parent.name):
         return ckpt.parent.parent
     return None
 

@@ -14,6 +14,7 @@ from lab.cli.lightning_cli import resolve_latest_weights
 from lab.errors import LabError
 from lab.runs.layout import (
     claim_run_dir,
+    is_run_name,
     latest_checkpoint,
     run_dir_of_checkpoint,
     slurm_run_name,
@@ -73,3 +74,8 @@ def test_the_slurm_run_name_is_the_array_job_and_task():
         slurm_run_name({})
     run = Path("logs/demo/slurm-1000_5")
     assert run_dir_of_checkpoint(run / "checkpoints" / "last.ckpt") == run
+
+
+def test_run_folder_names():
+    assert is_run_name("version_12") and is_run_name("slurm-1000_5") and is_run_name("slurm-77")
+    assert not is_run_name("version_x") and not is_run_name("slurm-") and not is_run_name("demo")
