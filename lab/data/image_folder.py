@@ -58,6 +58,10 @@ IMAGE_SUFFIXES = _image_suffixes()
 EXAMPLES = 3  # non-image files named in the warning
 
 
+def _is_image(path: str) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
 def _is_visible(root: Path, path: str) -> bool:
     """Not a dotfile, nor in a dot-folder (``.DS_Store``, ``._x.jpg``, ``.ipynb_checkpoints``)."""
     return not any(part.startswith(".") for part in Path(path).relative_to(root).parts)
@@ -81,10 +85,8 @@ def find_images(root: Path, classes: list[str], every_class: bool) -> tuple[list
         is_valid_file=lambda path: _is_visible(root, path),
         allow_empty=True,
     )
-    found = [(path, label) for path, label in every if Path(path).suffix.lower() in IMAGE_SUFFIXES]
-    if others := sorted(
-        path for path, _ in every if Path(path).suffix.lower() not in IMAGE_SUFFIXES
-    ):
+    found = [(path, label) for path, label in every if _is_image(path)]
+    if others := sorted(path for path, _ in every if not _is_image(path)):
         names = ", ".join(str(Path(p).relative_to(root)) for p in others[:EXAMPLES])
         rank_zero_warn(
             f"{root}: skipped {len(others)} files that are not images (no format PIL "
