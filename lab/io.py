@@ -7,7 +7,10 @@ rename within one folder is atomic on POSIX file systems, so a write that fails 
 behind. The temporary file must live in the target's folder: one in the system temp
 folder would make the rename a copy across file systems, which is neither. A write that
 fails for lack of space, a quota or a read-only or unwritable folder raises
-``lab.errors.WriteError`` naming the target, which ``lab`` prints as one line.
+``lab.errors.WriteError`` naming the target, which ``lab`` prints as one line. A process
+killed mid-write (SIGKILL, a power cut) cannot clean up: its temporary file
+(``.<name>.<random>.tmp``) stays beside an intact target until :func:`remove_temporaries`
+(a resumed fit calls it on its run folder).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 
 from lab.errors import STORAGE_ERRNOS, WriteError
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "remove_temporaries"]
 
 
 def _umask() -> int:
@@ -76,3 +79,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file via a temporary file and a rename, so no reader sees half of it."""
     with atomic_path(path) as tmp, open(tmp, "w") as handle:
         handle.write(text)
+
+
+def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files :func:`atomic_path` left in ``folder`` when its process
+    was killed mid-write; return them. Call it only where no other process is writing
+    (a run folder whose fit is resuming)."""
+    removed = []
+    for path in sorted(Path(folder).glob(".*.tmp")):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

@@ -6,12 +6,15 @@ from __future__ import annotations
 import errno
 import os
 import re
+import signal
 import stat
+import subprocess
+import sys
 
 import pytest
 
 from lab.errors import LabError, WriteError
-from lab.io import atomic_path, atomic_write_text
+from lab.io import atomic_path, atomic_write_text, remove_temporaries
 
 
 def mode(path) -> int:
@@ -65,3 +68,26 @@ def test_a_read_only_folder_or_quota_is_a_write_error_too(tmp_path, code, says):
         with atomic_path(tmp_path / "run.json"):
             raise OSError(code, os.strerror(code))
     assert isinstance(raised.value, LabError) and not list(tmp_path.iterdir())
+
+
+_KILLED_MID_WRITE = """
+import os, signal, sys
+from lab.io import atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    with open(tmp, "wb") as handle:
+        handle.write(b"half of a new checkpoint")
+        handle.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_write_killed_mid_way_leaves_the_target_and_a_temporary_that_is_removed(tmp_path):
+    target = tmp_path / "last.ckpt"
+    target.write_bytes(b"the previous checkpoint")
+    killed = subprocess.run([sys.executable, "-c", _KILLED_MID_WRITE, str(target)], check=False)
+    assert killed.returncode == -signal.SIGKILL
+    assert target.read_bytes() == b"the previous checkpoint"
+    (left,) = [p for p in tmp_path.iterdir() if p != target]  # no clean-up after SIGKILL
+    assert left.name.startswith(".last.ckpt.") and left.name.endswith(".tmp")
+    assert remove_temporaries(tmp_path) == [left]
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]

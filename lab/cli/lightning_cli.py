@@ -37,7 +37,7 @@ from lab.callbacks.reliability import DivergenceGuard, Interruption
 from lab.cli.configs import expand_bases, experiment_name, strip_base
 from lab.cli.loggers import AppendingCSVLogger, CurvesTensorBoardLogger
 from lab.errors import LabError
-from lab.io import atomic_write_text
+from lab.io import atomic_write_text, remove_temporaries
 from lab.models.weights import is_weights_path, normalize_weights
 from lab.runs.checkpoints import check_checkpoint, resolve_checkpoint
 from lab.runs.layout import (
@@ -259,6 +259,9 @@ class LabCLI(LightningCLI):
             # The saved config.yaml of a fit must repeat the run, not resume it again;
             # a later stage's config records the checkpoint it used.
             config["ckpt_path"] = None if self.subcommand == "fit" else self._resolved_ckpt
+        if self.subcommand == "fit" and self._run_dir is not None:  # this fit owns the folder
+            for folder in (self._run_dir, self._run_dir / "checkpoints"):
+                remove_temporaries(folder)  # of a write killed mid-way (SIGKILL)
 
     def after_fit(self) -> None:
         """``--then_test last|best``: the test of that checkpoint of this run, in this

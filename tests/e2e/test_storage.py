@@ -1,6 +1,6 @@
 """A full disk or a read-only log root during `lab fit`: one line, a non-zero exit, the
-last good checkpoint named and intact, nothing half-written (faults injected, no disk
-filled: tests/faults.py)."""
+last good checkpoint named and intact, nothing half-written, and the run resumes (faults
+injected, no disk filled: tests/faults.py)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,12 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_last_good_checkpoint(
     leftovers = [p for p in run.rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []
     assert pd.read_csv(run / "metrics.csv")["val/acc"].notna().sum() >= 1  # whole rows
+    # Space freed, the run resumed as the line says; a temporary file that a write killed
+    # by SIGKILL would have left (tests/test_io.py kills one) is removed by the resume.
+    (run / "checkpoints" / ".last.ckpt.k1ll3d.tmp").write_bytes(b"half")
+    lab("fit", "--config", DEMO, *SHORT, "--ckpt_path", "last")
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 8
+    assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
 
 
 def test_a_read_only_log_root_is_one_line_and_writes_nothing(lab, workdir, capsys, monkeypatch):
