@@ -40,9 +40,10 @@ class WriteError(LabError):
     space or set --log_root; the last good checkpoint is <path>``. ``last_checkpoint`` is
     filled in by whoever knows it (the fit's ``Interruption`` callback)."""
 
-    def __init__(self, path: str | os.PathLike, code: int) -> None:
+    def __init__(self, path: str | os.PathLike, code: int, fix: str | None = None) -> None:
         self.path = Path(path)
         self.code = code
+        self.fix = fix  # what to do, where the default (--log_root) is not it: a cache
         self.last_checkpoint: Path | None = None
         super().__init__(STORAGE_ERRNOS.get(code, os.strerror(code)))
 
@@ -50,10 +51,9 @@ class WriteError(LabError):
         what = STORAGE_ERRNOS.get(self.code, os.strerror(self.code))
         free = _free_mb(self.path)
         free_text = f" ({free} MB free)" if free is not None else ""
-        if self.code in (errno.ENOSPC, errno.EDQUOT):
-            fix = "free space or set --log_root"
-        else:
-            fix = "make the folder writable or set --log_root"
+        full = self.code in (errno.ENOSPC, errno.EDQUOT)
+        where = self.fix or "--log_root"
+        fix = f"free space or set {where}" if full else f"make the folder writable or set {where}"
         text = f"{what} while writing {self.path}{free_text}: {fix}"
         if self.last_checkpoint is not None:
             text += f"; the last good checkpoint is {self.last_checkpoint}"

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from lab.errors import LabError
+from lab.errors import LabError, WriteError
 from lab.io import atomic_path, atomic_write_text
 
 
@@ -112,18 +112,31 @@ def _build(
     expected: str,
     workers: int | None,
 ) -> np.ndarray:
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
     meta_file.unlink(missing_ok=True)  # a stale fingerprint must never vouch for new data
     shape = (len(files), size[1], size[0], channels)
-    with atomic_path(cache_file) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+    try:
+        with atomic_path(cache_file) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+            _reserve(tmp, out.offset + out.nbytes)
 
-        def fill(i: int) -> None:
-            out[i] = decode_image(files[i], size, channels)
+            def fill(i: int) -> None:
+                out[i] = decode_image(files[i], size, channels)
 
-        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            list(pool.map(fill, range(len(files))))
-        out.flush()
-        out = None  # drop the memmap (closing its file) before the rename
-    atomic_write_text(meta_file, json.dumps({"fingerprint": expected, "shape": shape}) + "\n")
+            with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+                list(pool.map(fill, range(len(files))))
+            out.flush()
+            out = None  # drop the memmap (closing its file) before the rename
+        text = json.dumps({"fingerprint": expected, "shape": shape}) + "\n"
+        atomic_write_text(meta_file, text)
+    except WriteError as error:  # the cache root is full or read-only, not the log root
+        error.fix = "--data.init_args.cache_dir"
+        raise
     return np.load(cache_file, mmap_mode="r")
+
+
+def _reserve(path: Path, size: int) -> None:
+    """Allocate the file's blocks before the memory map is written: on a full disk that is
+    an ENOSPC here (a one-line error), not a SIGBUS in the middle of decoding."""
+    if hasattr(os, "posix_fallocate"):  # Linux; elsewhere the map is written as it is
+        with open(path, "r+b") as handle:
+            os.posix_fallocate(handle.fileno(), 0, size)
