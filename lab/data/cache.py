@@ -12,6 +12,7 @@ torchvision's ``ImageFolder`` would count a cache folder there as a class.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -137,6 +138,11 @@ def _build(
 def _reserve(path: Path, size: int) -> None:
     """Allocate the file's blocks before the memory map is written: on a full disk that is
     an ENOSPC here (a one-line error), not a SIGBUS in the middle of decoding."""
-    if hasattr(os, "posix_fallocate"):  # Linux; elsewhere the map is written as it is
-        with open(path, "r+b") as handle:
+    if not hasattr(os, "posix_fallocate"):  # not on macOS: the map is written as it is
+        return
+    with open(path, "r+b") as handle:
+        try:
             os.posix_fallocate(handle.fileno(), 0, size)
+        except OSError as error:  # a file system that cannot reserve: as above
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
