@@ -304,7 +304,8 @@ class LabCLI(LightningCLI):
         tensorboard = CurvesTensorBoardLogger(
             save_dir, name=name, version=version, default_hp_metric=False
         )
-        csv = AppendingCSVLogger(save_dir, name=name, version=tensorboard.version)
+        # The version is claimed (a folder made) when a logger first needs it, not here.
+        csv = AppendingCSVLogger(save_dir, name=name, version=version, same_folder_as=tensorboard)
         return [tensorboard, csv]
 
     def instantiate_trainer(self, **kwargs: Any):

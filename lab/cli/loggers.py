@@ -48,7 +48,19 @@ class _AppendingWriter(ExperimentWriter):
 
 
 class AppendingCSVLogger(CSVLogger):
-    """``metrics.csv`` in the run folder; a resumed or later ``lab test`` run appends to it."""
+    """``metrics.csv`` in the run folder; a resumed or later ``lab test`` run appends to it.
+
+    ``same_folder_as``: a logger whose version this one takes, when first asked (so a
+    run whose loggers never write, e.g. ``fast_dev_run``, claims no folder)."""
+
+    def __init__(self, *args: Any, same_folder_as: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._same_folder_as = same_folder_as
+
+    def _get_next_version(self) -> int:
+        if self._same_folder_as is not None:
+            return self._same_folder_as.version
+        return super()._get_next_version()
 
     @property
     @rank_zero_experiment

@@ -29,6 +29,14 @@ def test_loggers_made_before_either_writes_get_different_folders(tmp_path):
     assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["version_0", "version_1"]
 
 
+def test_a_fast_dev_run_claims_no_folder_and_a_fit_one_for_both_loggers(lab, workdir):
+    lab("fit", "--config", DEMO, "--trainer.fast_dev_run=true")  # its loggers never write
+    assert not (workdir / "lightning_logs" / "demo").exists()
+    lab("fit", "--config", DEMO, *SHORT)
+    run = workdir / "lightning_logs" / "demo" / "version_0"
+    assert (run / "metrics.csv").is_file() and list(run.glob("events.out.tfevents.*"))
+
+
 def test_other_ddp_ranks_take_rank_0s_folder_and_create_none(tmp_path, monkeypatch):
     (tmp_path / "demo" / "version_4").mkdir(parents=True)  # rank 0 claimed it
     monkeypatch.setattr(rank_zero_only, "rank", 1)
