@@ -5,7 +5,12 @@ to a temporary file in the target's own folder and is then renamed over the targ
 rename within one folder is atomic on POSIX file systems, so a write that fails part-way
 (a full disk, a quota, SIGKILL) leaves the previous file as it was and no temporary file
 behind. The temporary file must live in the target's folder: one in the system temp
-folder would make the rename a copy across file systems, which is neither.
+folder would make the rename a copy across file systems, which is neither. A write that
+fails for lack of space, a quota or a read-only or unwritable folder raises
+``lab.errors.WriteError`` naming the target, which ``lab`` prints as one line. A process
+killed mid-write (SIGKILL, a power cut) cannot clean up: its temporary file
+(``.<name>.<random>.tmp``) stays beside an intact target until :func:`remove_temporaries`
+(a resumed fit calls it on its run folder).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
+from lab.errors import STORAGE_ERRNOS, WriteError
+
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "remove_temporaries"]
 
 
 def _umask() -> int:
@@ -43,18 +50,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     ``path`` is left untouched. The caller writes the temporary path by any means (a
     handle, ``np.save``, ``torch.save``, a memory map)."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    tmp: Path | None = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
         yield tmp
         # mkstemp makes the file private (0600): give it the mode a plain open() would
         # (the target's own, or 0666 less the umask), so others can read a shared run.
         os.chmod(tmp, _mode_of(target))
         os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as error:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno in STORAGE_ERRNOS:
+            raise WriteError(target, error.errno) from error
         raise
 
 
@@ -68,3 +79,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file via a temporary file and a rename, so no reader sees half of it."""
     with atomic_path(path) as tmp, open(tmp, "w") as handle:
         handle.write(text)
+
+
+def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files :func:`atomic_path` left in ``folder`` when its process
+    was killed mid-write; return them. Call it only where no other process is writing
+    (a run folder whose fit is resuming)."""
+    removed = []
+    for path in sorted(Path(folder).glob(".*.tmp")):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import signal
@@ -67,3 +68,30 @@ class CorruptWeightsAt(L.Callback):
         if trainer.global_step == self.step:
             with torch.no_grad():
                 next(pl_module.parameters()).view(-1)[0] = float("nan")
+
+
+class _FullDisk:
+    """Pickled after the tensors of a checkpoint: the write fails part-way, as on a full disk."""
+
+    def __reduce__(self):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+class FullDiskAt(L.Callback):
+    """From the training step that reaches ``step`` on, every checkpoint write fails with
+    ``ENOSPC`` part-way through, inside the trainer's own checkpoint IO (so its temporary
+    file, rename and clean-up are the ones under test)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step != self.step:
+            return
+        io = trainer.strategy.checkpoint_io
+        save = io.save_checkpoint
+
+        def full(checkpoint, path, storage_options=None):
+            save({**checkpoint, "zz_fault": _FullDisk()}, path, storage_options)
+
+        io.save_checkpoint = full

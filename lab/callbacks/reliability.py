@@ -7,6 +7,8 @@
   run: same folder, epoch and step counters, optimizer, scheduler and every module buffer
   (e.g. the center-loss centers). Lightning resumes mid-epoch by counting the batches
   already done, so the resumed run ends at the same step and epoch as an uninterrupted one.
+  A fit that stops on a failed write (a full disk, a read-only folder: ``WriteError``)
+  saves nothing more, and the newest intact checkpoint is named in the line ``lab`` prints.
 - :class:`DivergenceGuard`: a non-finite loss (or gradient) stops the run with a
   :class:`NonFiniteLossError` naming the step and the last finite values, and nothing is
   saved over the last good checkpoint; or, with ``action="skip"``, that optimizer step is
@@ -28,7 +30,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lab.errors import LabError
+from lab.errors import LabError, write_error
 
 
 class NonFiniteLossError(LabError):
@@ -65,12 +67,22 @@ class Interruption(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
         self.saved = None
+        self._save(trainer, exception)
+        # What `lab` prints after a failed write (lab.errors.WriteError) names the newest
+        # checkpoint still intact: every write is atomic, so last.ckpt if there is one.
+        exception.lab_last_checkpoint = _last_good(trainer)  # type: ignore[attr-defined]
+
+    def _save(self, trainer: L.Trainer, exception: BaseException) -> None:
+        # A full disk or read-only folder: another write would fail the same way and only
+        # add warnings to the one line `lab` prints (every earlier file is intact).
+        storage = write_error(exception, writing=True) is not None
         for logger in trainer.loggers:  # the metrics logged so far reach metrics.csv
             try:
                 logger.save()
             except Exception as error:
-                rank_zero_warn(f"could not flush {type(logger).__name__}: {error}")
-        if trainer.state.fn != "fit" or isinstance(exception, NonFiniteLossError):
+                if not storage:
+                    rank_zero_warn(f"could not flush {type(logger).__name__}: {error}")
+        if trainer.state.fn != "fit" or isinstance(exception, NonFiniteLossError) or storage:
             return
         checkpoint = trainer.checkpoint_callback
         dirpath = getattr(checkpoint, "dirpath", None)
@@ -100,6 +112,16 @@ class Interruption(L.Callback):
                 file=sys.stderr,
                 flush=True,
             )
+
+
+def _last_good(trainer: L.Trainer) -> Path | None:
+    """The run's ``last.ckpt``, else its best checkpoint, if on disk."""
+    checkpoint = trainer.checkpoint_callback
+    dirpath = getattr(checkpoint, "dirpath", None)
+    candidates = [Path(dirpath) / "last.ckpt"] if dirpath else []
+    if best := getattr(checkpoint, "best_model_path", ""):
+        candidates.append(Path(best))
+    return next((path for path in candidates if path.is_file()), None)
 
 
 class DivergenceGuard(L.Callback):

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from lab.errors import LabError
+from lab.errors import LabError, WriteError, write_error
 
 # The project's own commands, dispatched before LightningCLI sees the arguments.
 PROJECT_COMMANDS = {
@@ -94,10 +94,15 @@ def main(args: Sequence[str] | None = None) -> None:
         print("lab: stopped by SIGTERM", file=sys.stderr)
         raise SystemExit(128 + signal.SIGTERM) from None
     except Exception as error:
-        user_error = _find_lab_error(error)
+        user_error = _find_lab_error(error) or write_error(error)
         if user_error is None:
             raise
-        print(f"lab: error: {user_error}", file=sys.stderr)
+        if isinstance(user_error, WriteError):  # a full disk, a read-only folder: one line
+            last = getattr(error, "lab_last_checkpoint", None)
+            user_error.last_checkpoint = user_error.last_checkpoint or last
+            print(f"lab: {user_error}", file=sys.stderr)
+        else:
+            print(f"lab: error: {user_error}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

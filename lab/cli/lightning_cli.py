@@ -9,7 +9,10 @@ experiment is named by ``--experiment`` or else by the first config file's name,
 experiment that has a checkpoint, and that run's folder is reused: Lightning alone would
 look in a fresh ``version_N`` folder and silently start from scratch. ``--ckpt_path
 auto`` is ``last`` when there is such a run and a fresh start otherwise (for jobs that
-may be requeued, e.g. on SLURM).
+may be requeued, e.g. on SLURM). A new run claims its ``version_N`` folder with an atomic
+``mkdir`` (launches in the same second get folders of their own); ``--run_name slurm``
+names it ``slurm-<job>_<task>`` instead, and ``--ckpt_path auto`` / ``last`` then look in
+that folder only, so a requeued array task resumes its own run.
 
 Every fit also gets ``lab.callbacks.reliability``'s ``Interruption`` (SIGTERM, Ctrl+C or
 a crash saves ``last.ckpt``) and ``DivergenceGuard`` (``--divergence.*``).
@@ -26,21 +29,26 @@ from typing import Any, Literal
 
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lab.callbacks import RunRecord, TestEvaluation
-from lab.callbacks.checkpoint import LastAndBestCheckpoint
+from lab.callbacks.checkpoint import AtomicCheckpointIO, LastAndBestCheckpoint
 from lab.callbacks.reliability import DivergenceGuard, Interruption
 from lab.cli.configs import expand_bases, experiment_name, strip_base
 from lab.cli.loggers import AppendingCSVLogger, CurvesTensorBoardLogger
 from lab.errors import LabError
+from lab.io import atomic_write_text, remove_temporaries
 from lab.models.weights import is_weights_path, normalize_weights
 from lab.runs.checkpoints import check_checkpoint, resolve_checkpoint
 from lab.runs.layout import (
     LATEST_PREFIX,
+    RUN_NAMES,
     latest_checkpoint,
     latest_run,
     log_root,
+    make_run_dir,
     run_dir_of_checkpoint,
+    slurm_run_name,
 )
 
 
@@ -119,6 +127,16 @@ class LabArgumentParser(LightningArgumentParser):
     def parse_string(self, content: str, *rest: Any, **kwargs: Any):
         return super().parse_string(strip_base(content), *rest, **kwargs)
 
+    def save(self, cfg: Any, path: Any, *rest: Any, multifile: bool = True, **kwargs: Any) -> None:
+        """The run's ``config.yaml`` written through a temporary file (``lab.io``), not in
+        place as jsonargparse does (a full disk would leave half a config)."""
+        if multifile:
+            return super().save(cfg, path, *rest, multifile=multifile, **kwargs)
+        if not kwargs.pop("overwrite", False) and Path(path).is_file():
+            raise ValueError(f"Refusing to overwrite existing file: {path}")
+        kwargs.pop("branch", None)
+        atomic_write_text(path, self.dump(cfg, *rest, **kwargs))
+
 
 class LabCLI(LightningCLI):
     """LightningCLI with the project's run layout, checkpoint defaults and resume rules."""
@@ -146,6 +164,14 @@ class LabCLI(LightningCLI):
             type=str | None,
             default=None,
             help="Where runs are written (default: $LAB_LOGS or lightning_logs).",
+        )
+        parser.add_argument(
+            "--run_name",
+            type=Literal[RUN_NAMES],
+            default="version",
+            help="The run folder: version (the next free version_N) or slurm "
+            "(slurm-<job>_<task>, the same after a requeue: with --ckpt_path auto the job "
+            "resumes its own run).",
         )
         parser.add_lightning_class_args(LastAndBestCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
@@ -214,19 +240,28 @@ class LabCLI(LightningCLI):
         resolve_latest_weights(config, root)
         resolve_normalization(config)
         experiment_dir = root / config["experiment"]
+        named = None  # a run folder named in advance: --run_name slurm
+        if config.get("run_name") == "slurm":
+            named = self._run_dir = make_run_dir(experiment_dir / slurm_run_name())
         ckpt_path = config.get("ckpt_path")
         if ckpt_path == "auto":  # resume if there is something to resume, else start
-            found = latest_run(experiment_dir, with_checkpoint=True)
+            if named is not None:
+                found = named if (named / "checkpoints" / "last.ckpt").is_file() else None
+            else:
+                found = latest_run(experiment_dir, with_checkpoint=True)
             ckpt_path = "last" if found is not None else None
             config["ckpt_path"] = ckpt_path
         if ckpt_path:
-            ckpt = resolve_checkpoint(str(ckpt_path), experiment_dir)
+            ckpt = resolve_checkpoint(str(ckpt_path), experiment_dir, named)
             check_checkpoint(ckpt)
             self._resolved_ckpt = str(ckpt)
-            self._run_dir = run_dir_of_checkpoint(ckpt)
+            self._run_dir = named or run_dir_of_checkpoint(ckpt)
             # The saved config.yaml of a fit must repeat the run, not resume it again;
             # a later stage's config records the checkpoint it used.
             config["ckpt_path"] = None if self.subcommand == "fit" else self._resolved_ckpt
+        if self.subcommand == "fit" and self._run_dir is not None:  # this fit owns the folder
+            for folder in (self._run_dir, self._run_dir / "checkpoints"):
+                remove_temporaries(folder)  # of a write killed mid-way (SIGKILL)
 
     def after_fit(self) -> None:
         """``--then_test last|best``: the test of that checkpoint of this run, in this
@@ -260,13 +295,17 @@ class LabCLI(LightningCLI):
         if self._run_dir is not None:  # continue the run the checkpoint came from
             save_dir = self._run_dir.parent.parent
             name = self._run_dir.parent.name
-            version: int | None = int(self._run_dir.name.removeprefix("version_"))
+            folder = self._run_dir.name
+            version: int | str | None = (
+                int(folder.removeprefix("version_")) if folder.startswith("version_") else folder
+            )
         else:
             save_dir, name, version = log_root(config.get("log_root")), config["experiment"], None
         tensorboard = CurvesTensorBoardLogger(
             save_dir, name=name, version=version, default_hp_metric=False
         )
-        csv = AppendingCSVLogger(save_dir, name=name, version=tensorboard.version)
+        # The version is claimed (a folder made) when a logger first needs it, not here.
+        csv = AppendingCSVLogger(save_dir, name=name, version=version, same_folder_as=tensorboard)
         return [tensorboard, csv]
 
     def instantiate_trainer(self, **kwargs: Any):
@@ -274,6 +313,8 @@ class LabCLI(LightningCLI):
         if config["trainer"].get("logger") in (None, True):
             kwargs["logger"] = self._loggers(config)
         trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a user's own
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         trainer.callbacks.append(RunRecord(command=self._command))
         trainer.callbacks.append(Interruption())
         return trainer

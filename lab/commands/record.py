@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from filelock import FileLock
 
 from lab.errors import LabError
 from lab.io import atomic_write_text
@@ -168,7 +169,17 @@ def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
 
 
 def _append(path: Path, columns: list[str], row: dict[str, Any], same: list[str]) -> None:
-    """Append ``row`` to the CSV at ``path`` (atomically), replacing a row equal on ``same``."""
+    """Append ``row`` to the CSV at ``path`` (atomically), replacing a row equal on ``same``.
+
+    The read, change and rename happen under a lock file beside it (``.<name>.lock``): two
+    ``lab record`` processes at once would otherwise each rewrite the table they read,
+    and the first one's row would be lost."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(path.with_name(f".{path.name}.lock")):
+        _append_locked(path, columns, row, same)
+
+
+def _append_locked(path: Path, columns: list[str], row: dict[str, Any], same: list[str]) -> None:
     table = read_csv(path, columns)
     if len(table):
         keep = ~(table[same].astype(str) == pd.Series(row)[same].astype(str)).all(axis=1)

@@ -5,10 +5,14 @@ resizes it to a fixed size and writes one ``.npy`` array through a temporary fil
 is renamed when complete; later epochs and runs memory-map that array. A fingerprint of
 the source files (names, sizes, modification times) and of the decode settings is kept
 beside it, and a cache whose sources or settings changed is rebuilt, never trusted.
+Caches live under a cache root (:func:`cache_root`), keyed by the source folder
+(:func:`source_cache_dir`), never in the data folder itself: it may be read-only, and
+torchvision's ``ImageFolder`` would count a cache folder there as a class.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -19,8 +23,26 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from lab.errors import LabError
+from lab.errors import LabError, WriteError
 from lab.io import atomic_path, atomic_write_text
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where derived files go: ``cache_dir`` if given, else ``$XDG_CACHE_HOME/lab``, else
+    ``~/.cache/lab``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "lab"
+
+
+def source_cache_dir(source: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache folder of a source folder: ``<cache root>/<name>-<hash of its resolved
+    path>`` (two folders of the same name do not share one; what is in the folder is
+    checked by each cache file's fingerprint)."""
+    resolved = Path(source).resolve()
+    key = hashlib.sha256(str(resolved).encode()).hexdigest()[:16]
+    return cache_root(cache_dir) / f"{resolved.name or 'root'}-{key}"
 
 
 def decode_image(path: Path, size: tuple[int, int], channels: int = 3) -> np.ndarray:
@@ -91,18 +113,36 @@ def _build(
     expected: str,
     workers: int | None,
 ) -> np.ndarray:
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
     meta_file.unlink(missing_ok=True)  # a stale fingerprint must never vouch for new data
     shape = (len(files), size[1], size[0], channels)
-    with atomic_path(cache_file) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+    try:
+        with atomic_path(cache_file) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+            _reserve(tmp, out.offset + out.nbytes)
 
-        def fill(i: int) -> None:
-            out[i] = decode_image(files[i], size, channels)
+            def fill(i: int) -> None:
+                out[i] = decode_image(files[i], size, channels)
 
-        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            list(pool.map(fill, range(len(files))))
-        out.flush()
-        out = None  # drop the memmap (closing its file) before the rename
-    atomic_write_text(meta_file, json.dumps({"fingerprint": expected, "shape": shape}) + "\n")
+            with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+                list(pool.map(fill, range(len(files))))
+            out.flush()
+            out = None  # drop the memmap (closing its file) before the rename
+        text = json.dumps({"fingerprint": expected, "shape": shape}) + "\n"
+        atomic_write_text(meta_file, text)
+    except WriteError as error:  # the cache root is full or read-only, not the log root
+        error.fix = "--data.init_args.cache_dir"
+        raise
     return np.load(cache_file, mmap_mode="r")
+
+
+def _reserve(path: Path, size: int) -> None:
+    """Allocate the file's blocks before the memory map is written: on a full disk that is
+    an ENOSPC here (a one-line error), not a SIGBUS in the middle of decoding."""
+    if not hasattr(os, "posix_fallocate"):  # not on macOS: the map is written as it is
+        return
+    with open(path, "r+b") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, size)
+        except OSError as error:  # a file system that cannot reserve: as above
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise

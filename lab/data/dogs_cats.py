@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from lab.data.base import check_fraction, stratified_split
-from lab.data.cache import decoded_images
+from lab.data.cache import decoded_images, source_cache_dir
 from lab.data.images import ArrayDataset, ImageDataModule, InDataRoot, required_image_size
 from lab.errors import LabError
 
@@ -89,6 +89,8 @@ class DogsCatsDataModule(InDataRoot, ImageDataModule):
     Args:
         test_fraction: share of all images held out for testing (seeded, stratified).
         image_size: square side every image is decoded and cached at (images vary).
+        cache_dir: the cache root (default ``$XDG_CACHE_HOME/lab`` or ``~/.cache/lab``),
+            never the data folder: ``lab.data.cache.source_cache_dir``.
         normalization: ``dataset`` and ``imagenet`` both use ImageNet statistics.
         Others: see ``ImageDataModule``.
     """
@@ -100,12 +102,14 @@ class DogsCatsDataModule(InDataRoot, ImageDataModule):
         self,
         image_size: int = 64,
         test_fraction: float = 0.3,
+        cache_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
         image_size = required_image_size(image_size, "Dogs vs Cats images vary in size")
         check_fraction("test_fraction", test_fraction)
         super().__init__(image_size=image_size, **kwargs)
         self.test_fraction = test_fraction
+        self.cache_dir = source_cache_dir(self.data_dir, cache_dir)
         self.num_classes = len(CLASSES)
         self.class_names = list(CLASSES)
         self.files: list[Path] = []
@@ -116,7 +120,7 @@ class DogsCatsDataModule(InDataRoot, ImageDataModule):
     def cache_file(self) -> Path:
         """The decoded ``.npy`` for this size and channel count (one per setting, kept)."""
         size = self.image_size
-        return self.data_dir / ".lab_cache" / f"train_{size}x{size}_{self.channels}ch.npy"
+        return self.cache_dir / f"train_{size}x{size}_{self.channels}ch.npy"
 
     def images_and_labels(self) -> tuple[np.ndarray, np.ndarray]:
         """All labelled images, uint8 ``(N, S, S, C)`` (memory-mapped), and their labels."""

@@ -5,11 +5,16 @@ Two layouts are read:
     my-photos/cat/001.jpg, my-photos/dog/7.png, ...        one root: every split drawn from it
     my-photos/train/cat/..., my-photos/test/cat/..., ...   separate train/ [val/] [test/] roots
 
-The class names are the sub-folder names, sorted (label ``k`` is the ``k``-th); the
-files are found by torchvision's ``make_dataset`` (its image suffixes, sub-folders
-included; dotfiles skipped). Every image is decoded once, whatever its size or mode
-(greyscale, RGBA, CMYK, palette), at ``image_size`` into a memory-mapped uint8 cache
-(``lab.data.cache``, as Tiny ImageNet and Dogs vs Cats), rebuilt when the files change.
+The class names are the sub-folder names, sorted (label ``k`` is the ``k``-th). Every
+file in a format PIL decodes is an image (JPEG, PNG, GIF: its first frame, WebP, TIFF,
+BMP, ...; sub-folders included; dotfiles and dot-folders skipped); any other file is
+skipped with one warning naming how many and a few of them. Every image is decoded
+once, whatever its size or mode (greyscale, RGBA, CMYK, palette), into RGB (or grey) at
+``image_size`` into a memory-mapped uint8 cache (``lab.data.cache``) under the cache
+root (``cache_dir``, default ``$XDG_CACHE_HOME/lab`` or ``~/.cache/lab``), never in the
+image folder, which may be read-only and is left exactly as it was; a cache whose files
+changed (added, removed, resized, touched) is rebuilt. An image PIL cannot decode is a
+one-line error naming the file.
 A split that has no folder of its own is a seeded, stratified hold-out: test from the
 images (``test_fraction``), then validation from what is left (``val_fraction``).
 """
@@ -20,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension, make_dataset
+from lightning.pytorch.utilities import rank_zero_warn
+from PIL import Image
+from torchvision.datasets.folder import make_dataset
 
 from lab.data.base import check_fraction, stratified_split
-from lab.data.cache import decoded_images
+from lab.data.cache import decoded_images, source_cache_dir
 from lab.data.erasing import RandomErasingOption
 from lab.data.images import ArrayDataset, ImageDataModule, required_image_size
 from lab.errors import LabError
@@ -36,8 +43,28 @@ def class_folders(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def _image_suffixes() -> frozenset[str]:
+    """The file suffixes of the formats PIL decodes (not those it only identifies)."""
+    Image.init()
+    identify_only = {"BUFR", "GRIB", "HDF5", "WMF", "MPEG", "EPS", "IPTC"}
+    return frozenset(
+        suffix
+        for suffix, name in Image.registered_extensions().items()
+        if name in Image.OPEN and name not in identify_only
+    )
+
+
+IMAGE_SUFFIXES = _image_suffixes()
+EXAMPLES = 3  # non-image files named in the warning
+
+
 def _is_image(path: str) -> bool:
-    return not Path(path).name.startswith(".") and has_file_allowed_extension(path, IMG_EXTENSIONS)
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _is_visible(root: Path, path: str) -> bool:
+    """Not a dotfile, nor in a dot-folder (``.DS_Store``, ``._x.jpg``, ``.ipynb_checkpoints``)."""
+    return not any(part.startswith(".") for part in Path(path).relative_to(root).parts)
 
 
 def find_images(root: Path, classes: list[str], every_class: bool) -> tuple[list[Path], np.ndarray]:
@@ -52,14 +79,26 @@ def find_images(root: Path, classes: list[str], every_class: bool) -> tuple[list
             f"{root / unknown[0]} is not a class of the training images ({', '.join(classes)}): "
             f"rename or remove it"
         )
-    found = make_dataset(
-        root, {c: i for i, c in enumerate(classes)}, is_valid_file=_is_image, allow_empty=True
+    every = make_dataset(
+        root,
+        {c: i for i, c in enumerate(classes)},
+        is_valid_file=lambda path: _is_visible(root, path),
+        allow_empty=True,
     )
+    found = [(path, label) for path, label in every if _is_image(path)]
+    if others := sorted(path for path, _ in every if not _is_image(path)):
+        names = ", ".join(str(Path(p).relative_to(root)) for p in others[:EXAMPLES])
+        rank_zero_warn(
+            f"{root}: skipped {len(others)} files that are not images (no format PIL "
+            f"decodes has their suffix): {names}{', ...' if len(others) > EXAMPLES else ''}"
+        )
     labels = np.asarray([label for _, label in found], dtype=np.int64)
     empty = [c for i, c in enumerate(classes) if not (labels == i).any()]
     if every_class and empty:
-        suffixes = ", ".join(IMG_EXTENSIONS)
-        raise LabError(f"{root / empty[0]} holds no images ({suffixes}): add some or remove it")
+        raise LabError(
+            f"{root / empty[0]} holds no images (JPEG, PNG, GIF, WebP, TIFF, BMP, ...): add "
+            "some or remove it"
+        )
     if not found:
         raise LabError(f"no images under {root}: expected {root}/<class>/<image> files")
     return [Path(path) for path, _ in found], labels
@@ -75,7 +114,8 @@ class ImageFolderDataModule(RandomErasingOption, ImageDataModule):
             ``test/`` folder (seeded, stratified).
         val_fraction: share of the remaining training images held out for validation
             when there is no ``val/`` folder.
-        cache_dir: where the decoded arrays go (default ``<folder>/.lab_cache``).
+        cache_dir: the cache root (default ``$XDG_CACHE_HOME/lab`` or ``~/.cache/lab``): the
+            decoded arrays go to ``<cache_dir>/<folder name>-<hash of its resolved path>/``.
         erasing: probability of random erasing of each training image (0: off).
         normalization: ``dataset`` and ``imagenet`` both use ImageNet statistics (photos).
         Others: see ``ImageDataModule``.
@@ -98,7 +138,7 @@ class ImageFolderDataModule(RandomErasingOption, ImageDataModule):
         super().__init__(image_size=image_size, val_fraction=val_fraction, **kwargs)
         self.test_fraction = test_fraction
         self.folder = Path(folder)
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else self.folder / ".lab_cache"
+        self.cache_dir = source_cache_dir(self.folder, cache_dir)
         self._add_erasing(erasing)
         # Known before setup: the CLI links num_classes to the model.
         self.roots = self.split_roots()

@@ -22,7 +22,7 @@ import numpy as np
 from torchvision.datasets.utils import download_and_extract_archive
 
 from lab.data.base import check_at_least
-from lab.data.cache import decoded_images
+from lab.data.cache import decoded_images, source_cache_dir
 from lab.data.images import ImageDataModule, InDataRoot
 from lab.errors import LabError
 
@@ -86,6 +86,8 @@ class TinyImageNetDataModule(InDataRoot, ImageDataModule):
             in every split (the 50-class experiments).
         download: fetch and unzip the official archive (237 MB) in ``prepare_data`` if
             the folder is missing.
+        cache_dir: the cache root of the decoded arrays (default ``$XDG_CACHE_HOME/lab``
+            or ``~/.cache/lab``), never the data folder: ``lab.data.cache.source_cache_dir``.
         Others: see ``ImageDataModule`` (``image_size`` None keeps the native 64).
     """
 
@@ -97,11 +99,13 @@ class TinyImageNetDataModule(InDataRoot, ImageDataModule):
         num_classes_subset: int | None = None,
         download: bool = False,
         val_fraction: float = 0.1,
+        cache_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(val_fraction=val_fraction, **kwargs)
         self.num_classes_subset = check_at_least("num_classes_subset", num_classes_subset, 2)
         self.download = download
+        self.cache_dir = source_cache_dir(self.data_dir, cache_dir)
         # Known before setup (the CLI links it to the model): a small wnids.txt (the
         # test fakes) sets it, else the real data set's 200, and setup checks it.
         wnids_file = self.data_dir / "wnids.txt"
@@ -148,7 +152,7 @@ class TinyImageNetDataModule(InDataRoot, ImageDataModule):
     def cache_file(self, split: str) -> Path:
         """The decoded ``.npy`` of a split (``train`` or ``test``) for this class subset."""
         classes = f"first{self.num_classes_subset}" if self.num_classes_subset else "all"
-        return self.data_dir / ".lab_cache" / f"{split}_{classes}_64px_rgb.npy"
+        return self.cache_dir / f"{split}_{classes}_64px_rgb.npy"
 
     def find_files(self, split: str) -> tuple[list[Path], np.ndarray]:
         """The image files of ``train`` or ``test`` (the official val) and their labels."""

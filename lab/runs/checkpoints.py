@@ -33,14 +33,18 @@ def best_checkpoint(last_ckpt: Path) -> Path:
     raise LabError(f"{last_ckpt} records no best checkpoint (was a metric monitored?)")
 
 
-def resolve_checkpoint(ckpt_path: str, experiment_dir: Path) -> Path:
-    """Turn ``last`` / ``best`` into the file of the newest run of an experiment."""
+def resolve_checkpoint(ckpt_path: str, experiment_dir: Path, run: Path | None = None) -> Path:
+    """Turn ``last`` / ``best`` into the file of the newest run of an experiment (or of
+    ``run``, a run folder named in advance: ``--run_name slurm``)."""
     if ckpt_path not in ("last", "best"):
         path = Path(ckpt_path)
         if not path.is_file():
             raise LabError(f"checkpoint {path} does not exist; give a .ckpt file, 'last' or 'best'")
         return path
-    run = latest_run(experiment_dir, with_checkpoint=True)
+    if run is None:
+        run = latest_run(experiment_dir, with_checkpoint=True)
+    elif not (run / "checkpoints" / "last.ckpt").is_file():
+        run = None
     if run is None:
         raise LabError(
             f"--ckpt_path {ckpt_path}: no earlier run with checkpoints/last.ckpt under "

@@ -235,8 +235,9 @@ def run_failing(capsys, *args: str) -> tuple[int, str]:
         (["--config", str(DEMO), "--trainer.max_epochs=many"], "max_epochs"),
         (["--config", str(DEMO), "--data=lab.data.NoSuchData"], "NoSuchData"),
         (["--config", str(DEMO), "--data.init_args.channels=2"], "channels must be 1 or 3"),
+        (["--config", str(DEMO), "--run_name=job"], "run_name"),
     ],
-    ids=["missing-config", "unknown-key", "wrong-type", "unknown-class", "bad-value"],
+    ids=["missing-config", "unknown-key", "wrong-type", "unknown-class", "bad-value", "run-name"],
 )
 def test_bad_input_gets_a_short_clear_error(args, expected, capsys, workdir):
     code, err = run_failing(capsys, "fit", *args)

@@ -2,6 +2,7 @@
 made from results/, and the check that the README and results/ agree."""
 
 import json
+import multiprocessing
 
 import pandas as pd
 import pytest
@@ -66,6 +67,27 @@ def test_recording_again_replaces_the_row_and_other_runs_append(tmp_path):
     record_run(fake_run(tmp_path, version=1, acc=0.95), results)
     table = pd.read_csv(results / "runs.csv")
     assert table["test_acc"].tolist() == [0.9, 0.95]
+
+
+def _record_at_once(start, run, results) -> None:
+    start.wait()  # every process reads runs.csv at the same moment
+    record_run(run, results)
+
+
+def test_records_from_several_processes_at_once_lose_no_row(tmp_path):
+    results = tmp_path / "results"
+    runs = [fake_run(tmp_path, version=v, acc=0.5 + v / 100) for v in range(6)]
+    context = multiprocessing.get_context("fork")
+    start = context.Barrier(len(runs))
+    processes = [context.Process(target=_record_at_once, args=(start, r, results)) for r in runs]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+    assert [p.exitcode for p in processes] == [0] * len(runs)
+    table = pd.read_csv(results / "runs.csv")
+    assert sorted(table["test_acc"].round(2)) == [0.5 + v / 100 for v in range(6)]
+    assert sorted(p.name for p in results.iterdir()) == [".runs.csv.lock", "runs.csv"]
 
 
 def test_runs_that_cannot_be_recorded_say_why(tmp_path):

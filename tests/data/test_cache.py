@@ -1,5 +1,6 @@
 """The decoded-image cache: same pixels as decoding, built once, rebuilt when stale."""
 
+import errno
 import os
 
 import numpy as np
@@ -8,7 +9,7 @@ from PIL import Image
 
 import lab.data.cache as cache
 from lab.data.cache import decode_image, decoded_images
-from lab.errors import LabError
+from lab.errors import LabError, WriteError
 
 
 @pytest.fixture
@@ -87,3 +88,23 @@ def test_a_corrupt_image_names_the_file(images, tmp_path):
     with pytest.raises(LabError, match="03.jpg"):
         decoded_images(images, tmp_path / "c.npy", size=(16, 16))
     assert not (tmp_path / "c.npy").exists()
+
+
+def test_a_full_cache_root_is_one_write_error_before_any_decoding(images, tmp_path, monkeypatch):
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(WriteError) as raised:
+        decoded_images(images, tmp_path / "cache" / "c.npy", size=(16, 16))
+    assert str(raised.value).startswith(f"no space left on device while writing {tmp_path}")
+    assert "free space or set --data.init_args.cache_dir" in str(raised.value)
+    assert list((tmp_path / "cache").iterdir()) == []  # no temporary file, no fingerprint
+
+
+def test_the_blocks_of_the_cache_are_reserved_before_decoding(images, tmp_path, monkeypatch):
+    reserved = []
+    real = os.posix_fallocate
+    monkeypatch.setattr(os, "posix_fallocate", lambda *a: (reserved.append(a[2]), real(*a)))
+    array = decoded_images(images, tmp_path / "c.npy", size=(16, 8))
+    assert reserved == [(tmp_path / "c.npy").stat().st_size] and array.shape == (13, 8, 16, 3)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import lab.data.cache
-from lab.data.cache import decode_image
+from lab.data.cache import decode_image, source_cache_dir
 from lab.data.dogs_cats import DogsCatsDataModule
 from lab.data.fakes.dogs_cats import write_dogs_cats
 from lab.errors import LabError
@@ -76,7 +76,7 @@ def test_imagenet_statistics_by_default(tmp_path):
 def test_cache_is_built_once_reused_and_equals_direct_decoding(tmp_path, monkeypatch):
     train = write_dogs_cats(tmp_path, per_class=10)
     first = setup(tmp_path, image_size=20)
-    cache = tmp_path / "dogs-vs-cats" / ".lab_cache" / "train_20x20_3ch.npy"
+    cache = source_cache_dir(tmp_path / "dogs-vs-cats") / "train_20x20_3ch.npy"
     assert first.cache_file == cache and cache.is_file()
     built = cache.stat().st_mtime_ns
 
@@ -144,7 +144,8 @@ def test_a_corrupt_jpeg_is_an_error_naming_it_and_leaves_no_cache(tmp_path):
     (train / "dog.2.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     with pytest.raises(LabError, match="dog.2.jpg"):
         setup(tmp_path)
-    assert list((tmp_path / "dogs-vs-cats" / ".lab_cache").iterdir()) == []
+    assert list(source_cache_dir(tmp_path / "dogs-vs-cats").iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "dogs-vs-cats").iterdir()) == ["train"]
 
 
 @pytest.mark.parametrize("kwargs", [{"test_fraction": 1.0}, {"image_size": None}], ids=str)

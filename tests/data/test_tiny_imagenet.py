@@ -10,7 +10,7 @@ from PIL import Image
 
 import lab.data.cache
 import lab.data.tiny_imagenet as tiny
-from lab.data.cache import decode_image
+from lab.data.cache import decode_image, source_cache_dir
 from lab.data.fakes.tiny_imagenet import class_colour, grey_of, write_tiny_imagenet
 from lab.data.tiny_imagenet import TinyImageNetDataModule
 from lab.errors import LabError
@@ -93,7 +93,7 @@ def test_greyscale_jpegs_come_out_with_the_configured_channels(tmp_path):
 
     big = make(tmp_path, image_size=224)
     assert big.train_set[0][0].shape == (3, 224, 224)
-    cached = sorted(p.name for p in (tmp_path / "tiny-imagenet-200" / ".lab_cache").glob("*.npy"))
+    cached = sorted(p.name for p in source_cache_dir(tmp_path / "tiny-imagenet-200").glob("*.npy"))
     assert cached == ["test_all_64px_rgb.npy", "train_all_64px_rgb.npy"]  # no 224 cache
 
 

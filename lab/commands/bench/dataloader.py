@@ -97,7 +97,7 @@ def run(images: int, epochs: int, workers: int, batch_size: int, base: Path) -> 
     root = generated_root(base, images)
     augment = {"crop_padding": 4, "hflip": 0.5, "num_workers": workers, "batch_size": batch_size}
     dm = TinyImageNetDataModule(root=str(root), **augment)
-    shutil.rmtree(dm.data_dir / ".lab_cache", ignore_errors=True)
+    shutil.rmtree(dm.cache_dir, ignore_errors=True)
     start = time.perf_counter()
     dm.load_split("train")
     build = time.perf_counter() - start

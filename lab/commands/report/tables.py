@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from lab.commands.report.reading import Run
+from lab.runs.layout import is_run_name
 from lab.runs.metrics import METRICS, format_table, is_bound, is_metric
 from lab.runs.objective import config_objective
 
@@ -122,7 +123,7 @@ def results_table(runs: Sequence[Run]) -> pd.DataFrame:
         model = config.get("model") if isinstance(config.get("model"), dict) else {}
         task = str(model.get("class_path", "")).rsplit(".", 1)[-1] or None
         experiment = config.get("experiment") or (
-            run.path.parent.name if run.path.name.startswith("version_") else run.path.name
+            run.path.parent.name if is_run_name(run.path.name) else run.path.name
         )
         row: dict[str, Any] = {
             "run": run.id,

@@ -60,10 +60,11 @@ from lab.commands.svm.fit import (
     write_setting_predictions,
 )
 from lab.commands.svm.tables import best_row, plot_svm, to_markdown, write_tables
-from lab.data.base import LabDataModule, data_root, dataset_targets
+from lab.data.base import LabDataModule, dataset_targets
+from lab.data.cache import cache_root
 from lab.errors import LabError
 from lab.io import atomic_write_text
-from lab.runs.layout import log_root, versions
+from lab.runs.layout import claim_run_dir, log_root
 
 __all__ = [
     "KERNELS",
@@ -149,7 +150,10 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--experiment", type=str | None, default=None, help="default: config name")
     parser.add_argument("--log_root", type=str | None, default=None, help="default: $LAB_LOGS")
     parser.add_argument(
-        "--cache_dir", type=str | None, default=None, help="default: <data root>/cache/features"
+        "--cache_dir",
+        type=str | None,
+        default=None,
+        help="default: $XDG_CACHE_HOME/lab/features (or ~/.cache/lab/features)",
     )
     parser.add_argument("--seed", type=int, default=0, help="backbone init, SVC, max_train")
     parser.add_argument("--device", type=str, default="auto", help="auto, cpu, cuda, cuda:N")
@@ -200,19 +204,6 @@ def _experiment_name(cfg: Namespace) -> str:
     if cfg.experiment:
         return str(cfg.experiment)
     return experiment_name(cfg.get("config") or [], "svm")
-
-
-def new_run_dir(experiment_dir: Path) -> Path:
-    """A fresh ``version_N`` folder (the next free N) of an experiment."""
-    found = versions(experiment_dir)
-    number = found[-1][0] + 1 if found else 0
-    while True:
-        folder = experiment_dir / f"version_{number}"
-        try:
-            folder.mkdir(parents=True)
-            return folder
-        except FileExistsError:  # another run took it meanwhile
-            number += 1
 
 
 def source_files(data: LabDataModule) -> list[Path]:
@@ -291,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     data.setup("fit")
     data.setup("test")
     class_names = [str(n) for n in data.class_names]
-    cache_dir = Path(cfg.cache_dir or data_root(getattr(data, "root", None)) / "cache" / "features")
+    cache_dir = Path(cfg.cache_dir or cache_root() / "features")  # never in the data folder
     files = source_files(data)
     weights = (cfg.backbone.get("init_args") or Namespace()).get("weights")
     if isinstance(weights, str) and Path(weights).is_file():  # a fine-tuned checkpoint
@@ -300,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg.experiment = _experiment_name(cfg)
     cfg.log_root = str(log_root(cfg.log_root))
     cfg.cache_dir = str(cache_dir)
-    run_dir = new_run_dir(Path(cfg.log_root) / cfg.experiment)
+    run_dir = claim_run_dir(Path(cfg.log_root) / cfg.experiment)
     atomic_write_text(run_dir / "config.yaml", parser.dump(cfg, skip_none=False))
 
     loaders = {

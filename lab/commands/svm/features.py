@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from lab.data.cache import fingerprint
-from lab.errors import LabError
+from lab.errors import LabError, WriteError
 from lab.io import atomic_path
 
 Layer = Literal["penultimate", "logits", "pixels"]
@@ -158,5 +158,9 @@ def cached_features(
     features, labels = compute()
     features = np.ascontiguousarray(features, dtype=np.float32)
     labels = np.ascontiguousarray(labels, dtype=np.int64)
-    _write(path, features, labels)
+    try:
+        _write(path, features, labels)
+    except WriteError as error:  # the cache root is full or read-only, not the log root
+        error.fix = "--cache_dir"
+        raise
     return features, labels

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lab.commands.svm.features import cache_file, cached_features, extract_features
-from lab.errors import LabError
+from lab.errors import LabError, WriteError
 from lab.models import ResNet
 
 # -- features and their cache ------------------------------------------------------------------
@@ -120,3 +121,15 @@ def test_a_failed_computation_leaves_no_cache_file(tmp_path: Path):
     with pytest.raises(RuntimeError):
         cached_features({"split": "val"}, [source], tmp_path / "cache", fail)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_a_full_cache_root_is_a_write_error_naming_the_cache_option(tmp_path, monkeypatch):
+    source, _, compute, _ = _cache_case(tmp_path)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(WriteError, match=r"\.npz .*: free space or set --cache_dir$"):
+        cached_features({"split": "val"}, [source], tmp_path / "cache", compute)
+    assert not any((tmp_path / "cache").iterdir())

@@ -255,6 +255,7 @@ def _arguments(root: Path, *extra: str) -> list[str]:
 def test_lab_svm_end_to_end_on_the_stl10_fixture(
     workdir: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(workdir / "cache"))  # a cache root of its own
     root = workdir / "data"
     write_stl10(root, per_class_train=10)
     main(_arguments(root, "--max_train=50"))
@@ -269,12 +270,13 @@ def test_lab_svm_end_to_end_on_the_stl10_fixture(
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["experiment"] == "stl10-svm"
     assert config["backbone"]["init_args"]["num_classes"] == 1000
-    assert config["cache_dir"] == str(root / "cache" / "features")
+    features = workdir / "cache" / "lab" / "features"  # under XDG_CACHE_HOME, not the data root
+    assert config["cache_dir"] == str(features) and not (root / "cache").exists()
     printed = capsys.readouterr().out
     assert (
         "best (val)" in printed and f"svm: {Path('lightning_logs/stl10-svm/version_0')}" in printed
     )
-    assert len(list((root / "cache" / "features").glob("*.npz"))) == 6  # 2 layers x 3 splits
+    assert len(list(features.glob("*.npz"))) == 6  # 2 layers x 3 splits
 
     def no_extraction(*args, **kwargs):
         raise AssertionError("features should come from the cache")
