@@ -47,7 +47,9 @@ def git_state(cwd: Path | None = None) -> dict[str, Any]:
         ).stdout.strip()
 
     try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+        # results/ holds the records themselves: a row added there changes no code.
+        changes = git("status", "--porcelain", "--", ":(top)", ":(top,exclude)results")
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(changes)}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
 

@@ -159,8 +159,11 @@ def headline(metrics: pd.DataFrame, info: Mapping[str, Any]) -> dict[str, Any]:
     last value of each logged metric, the best val accuracy, epochs, trainable
     parameters and wall times (those it has), in the order of :data:`METRICS`."""
     found: dict[str, Any] = {}
-    if "epoch" in metrics and metrics["epoch"].notna().any():
-        found["epochs"] = int(metrics["epoch"].max()) + 1
+    # Epochs of training: a test after fit (--then_test) logs at epoch == max_epochs.
+    stages = [c for c in metrics.columns if c.startswith(("train/", "val/"))]
+    fitted = metrics[metrics[stages].notna().any(axis=1)] if stages else metrics
+    if "epoch" in fitted and fitted["epoch"].notna().any():
+        found["epochs"] = int(fitted["epoch"].max()) + 1
     if "val/acc" in metrics and metrics["val/acc"].notna().any():
         found["best val/acc"] = float(metrics["val/acc"].max())
     for metric in METRICS:

@@ -130,7 +130,7 @@ def test_tables_render_the_newest_row_per_experiment(tmp_path):
     assert lines[2].startswith("| `demo` | cross-entropy, label smoothing 0.1 |")
     assert "| 92.50% |" in lines[2]
     assert "| 40.0 s |" in lines[2] and "`0123456`" in lines[2]
-    assert lines[3].startswith("| `demo-triplet` | batch-hard triplet, margin 0.2; 64-d")
+    assert lines[3].startswith("| `demo-triplet` | batch-hard triplet, margin 0.3; 64-d")
     assert "| not recorded |" in lines[3]
     assert lines[4].startswith("| `demo-center` |") and "97.00%" in lines[4]
     assert "`0123456+dirty`" in lines[4]  # made with uncommitted changes: the table says so

@@ -89,7 +89,7 @@ def test_a_table_folds_the_bounds_into_their_metric_and_writes_the_rest_as_is():
 def test_headline_numbers_come_from_the_metrics_and_run_json(tmp_path):
     metrics = pd.DataFrame(
         {
-            "epoch": [0, 1, 2, None],
+            "epoch": [0, 1, 2, 3],  # a test after fit logs at epoch == max_epochs
             "val/acc": [0.5, 0.8, 0.7, None],
             "test/acc": [None, None, None, 0.9],
             "test/macro_f1": [None, None, None, 0.88],

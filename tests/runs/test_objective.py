@@ -28,7 +28,7 @@ EXPERIMENTS = REPO / "experiments"
     ("experiment", "words"),
     [
         ("demo", "cross-entropy, label smoothing 0.1"),
-        ("demo-triplet", "batch-hard triplet, margin 0.2"),
+        ("demo-triplet", "batch-hard triplet, margin 0.3"),
         (
             "demo-center",
             "cross-entropy + 0.1 x center loss, label smoothing 0.1, centers' rate 0.5",
