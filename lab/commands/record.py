@@ -141,7 +141,8 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         machine=machine(info.get("accelerator"), info.get("devices")),
         torch=info.get("versions", {}).get("torch", "unknown"),
         commit=_commit(info.get("git")),
-        command=" && ".join(info.get("commands", [])),
+        # A fit with --then_test records its one command for both stages: said once.
+        command=" && ".join(dict.fromkeys(info.get("commands", []))),
         date=datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%d"),
     )
     return row

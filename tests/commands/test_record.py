@@ -16,6 +16,7 @@ from lab.commands.record import (
     record_benchmark,
     record_run,
     render_tables,
+    run_row,
     update_text,
     write_tables,
 )
@@ -58,6 +59,11 @@ def test_a_recorded_row_holds_what_the_run_folder_says(tmp_path):
     assert row["command"] == "lab fit --config experiments/demo.yaml && lab test ..."
     assert row["machine"] == machine() and "cores" in row["machine"]
     assert table["commit"][0] == "0123456789ab+dirty"
+    # A fit with --then_test writes its one command for both stages: the row says it once.
+    info = json.loads((run / "run.json").read_text())
+    info["commands"] = ["lab fit --config x.yaml --then_test last"] * 2
+    (run / "run.json").write_text(json.dumps(info))
+    assert run_row(run)["command"] == "lab fit --config x.yaml --then_test last"
 
 
 def test_recording_again_replaces_the_row_and_other_runs_append(tmp_path):
