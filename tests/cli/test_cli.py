@@ -28,6 +28,13 @@ from tests.helpers import short_fit
 DEMO = REPO / "experiments" / "demo.yaml"
 # A few batches per epoch: enough to exercise every stage in seconds.
 SHORT = short_fit(None, 3)
+# The demo with a small CNN and none of its figures: a run whose checkpoints are 1 MB, not 90.
+SMALL = [
+    "--model.init_args.backbone=lab.models.SmallCNN",
+    "--model.init_args.backbone.init_args.in_channels=1",
+    "--model.init_args.backbone.init_args.channels=[8, 16]",
+    "--trainer.callbacks=[]",
+]
 
 
 def _fake(write, *extra: str):
@@ -159,27 +166,27 @@ def test_fit_writes_the_run_folder_and_test_reuses_it(lab, workdir, capsys):
 
 
 def test_test_with_best_uses_the_best_checkpoint(lab, workdir, caplog):
-    lab("fit", "--config", DEMO, "--trainer.max_epochs=2", *SHORT)
+    lab("fit", "--config", DEMO, "--trainer.max_epochs=2", *SHORT, *SMALL)
     checkpoints = workdir / "lightning_logs" / "demo" / "version_0" / "checkpoints"
     (best,) = checkpoints.glob("best-epoch*.ckpt")
     caplog.clear()
     with caplog.at_level("INFO"):
-        lab("test", "--config", DEMO, "--ckpt_path", "best")
+        lab("test", "--config", DEMO, "--ckpt_path", "best", *SMALL)
     restored = [r.getMessage() for r in caplog.records if "Restoring states" in r.getMessage()]
     assert len(restored) == 1 and restored[0].endswith(best.name)
 
 
 def test_a_new_fit_gets_a_new_version(lab, workdir):
     for _ in range(2):
-        lab("fit", "--config", DEMO, "--trainer.max_epochs=1", *SHORT)
+        lab("fit", "--config", DEMO, "--trainer.max_epochs=1", *SHORT, *SMALL)
     assert (workdir / "lightning_logs" / "demo" / "version_1" / "metrics.csv").is_file()
 
 
 def test_resume_from_last_continues_the_same_run_to_the_configured_epochs(lab, workdir):
     # The first fit stops after one epoch, as an interrupted run would; the resumed fit
     # must pick up at epoch 1 in the same folder, not start again in a new one.
-    lab("fit", "--config", DEMO, "--trainer.max_epochs=1", *SHORT)
-    lab("fit", "--config", DEMO, "--trainer.max_epochs=3", "--ckpt_path", "last", *SHORT)
+    lab("fit", "--config", DEMO, "--trainer.max_epochs=1", *SHORT, *SMALL)
+    lab("fit", "--config", DEMO, "--trainer.max_epochs=3", "--ckpt_path", "last", *SHORT, *SMALL)
     experiment = workdir / "lightning_logs" / "demo"
     assert sorted(p.name for p in experiment.iterdir()) == ["version_0"]
     run = experiment / "version_0"
@@ -196,7 +203,15 @@ def test_resume_from_last_continues_the_same_run_to_the_configured_epochs(lab, w
 
 def test_the_saved_config_repeats_the_run(lab, workdir):
     # On the CPU: cuDNN's convolutions are not bit-for-bit repeatable.
-    lab("fit", "--config", DEMO, "--trainer.max_epochs=2", "--trainer.accelerator=cpu", *SHORT)
+    lab(
+        "fit",
+        "--config",
+        DEMO,
+        "--trainer.max_epochs=2",
+        "--trainer.accelerator=cpu",
+        *SHORT,
+        *SMALL,
+    )
     run = workdir / "lightning_logs" / "demo" / "version_0"
     lab("fit", "--config", run / "config.yaml")
     repeat = workdir / "lightning_logs" / "demo" / "version_1"
@@ -217,6 +232,7 @@ def test_experiment_name_and_log_root_can_be_set(lab, workdir):
         "runs",
         "--trainer.max_epochs=1",
         *SHORT,
+        *SMALL,
     )
     assert (workdir / "runs" / "mine" / "version_0" / "metrics.csv").is_file()
 
