@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -74,3 +76,15 @@ def write_error(error: BaseException | None, writing: bool = False) -> WriteErro
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Writes to ``path`` inside: an ``OSError`` of a full, over-quota, read-only or
+    unwritable file system becomes the one-line :class:`WriteError` naming ``path``."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno in STORAGE_ERRNOS:
+            raise WriteError(path, error.errno) from error
+        raise

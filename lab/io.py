@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from lab.errors import STORAGE_ERRNOS, WriteError
+from lab.errors import writing
 
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "remove_temporaries"]
 
@@ -51,22 +51,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     handle, ``np.save``, ``torch.save``, a memory map)."""
     target = Path(path)
     tmp: Path | None = None
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        os.close(fd)
-        tmp = Path(name)
-        yield tmp
-        # mkstemp makes the file private (0600): give it the mode a plain open() would
-        # (the target's own, or 0666 less the umask), so others can read a shared run.
-        os.chmod(tmp, _mode_of(target))
-        os.replace(tmp, target)
-    except BaseException as error:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.errno in STORAGE_ERRNOS:
-            raise WriteError(target, error.errno) from error
-        raise
+    with writing(target):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            os.close(fd)
+            tmp = Path(name)
+            yield tmp
+            # mkstemp makes the file private (0600): give it the mode a plain open() would
+            # (the target's own, or 0666 less the umask), so others can read a shared run.
+            os.chmod(tmp, _mode_of(target))
+            os.replace(tmp, target)
+        except BaseException:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+            raise
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

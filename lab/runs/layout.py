@@ -12,15 +12,14 @@ summary read the right files.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lab.errors import STORAGE_ERRNOS, LabError, WriteError
+from lab.errors import LabError, writing
 
 _VERSION = re.compile(r"^version_(\d+)$")
 _RUN = re.compile(r"^(version_\d+|slurm-\d+(_\d+)?)$")
@@ -49,22 +48,11 @@ def is_run_name(name: str) -> bool:
     return _RUN.match(name) is not None
 
 
-@contextlib.contextmanager
-def _writing(folder: Path) -> Iterator[None]:
-    """A read-only, full or unwritable log root as one line naming the folder."""
-    try:
-        yield
-    except OSError as error:
-        if error.errno in STORAGE_ERRNOS:
-            raise WriteError(error.filename or folder, error.errno) from error
-        raise
-
-
 def claim_run_dir(experiment_dir: Path) -> Path:
     """A fresh ``version_N`` folder of an experiment, created here: ``os.mkdir`` either
     makes the folder or fails because another launch made it first, and then the next
     number is tried, so N launches in the same second get N folders."""
-    with _writing(experiment_dir):
+    with writing(experiment_dir):
         experiment_dir.mkdir(parents=True, exist_ok=True)
         found = versions(experiment_dir)
         number = found[-1][0] + 1 if found else 0
@@ -79,7 +67,7 @@ def claim_run_dir(experiment_dir: Path) -> Path:
 
 def make_run_dir(folder: Path) -> Path:
     """A run folder named in advance (``--run_name slurm``), created if new."""
-    with _writing(folder):
+    with writing(folder):
         folder.mkdir(parents=True, exist_ok=True)
     return folder
 
