@@ -53,7 +53,7 @@ def test_every_preset_parses_with_every_model_and_data_class(preset, config, cap
             assert printed[part]["init_args"][key] == value, (part, key)
 
 
-def test_the_cpu_preset_runs_an_experiment(lab, workdir):
+def test_the_cpu_preset_runs_an_experiment(lab, workdir, capsys):
     preset = REPO / "experiments" / "_base" / "cpu.yaml"
     lab(
         "fit",
@@ -62,7 +62,9 @@ def test_the_cpu_preset_runs_an_experiment(lab, workdir):
         "--config",
         preset,
         "--trainer.fast_dev_run=true",
+        "--then_test=last",
     )
+    assert "test/acc" in capsys.readouterr().out  # it trained, then tested
 
 
 def test_channels_last_converts_the_weights_and_the_batches():
